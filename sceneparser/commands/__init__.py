@@ -1,0 +1,1 @@
+"""sceneparser.commands"""
