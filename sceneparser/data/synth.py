@@ -1,0 +1,585 @@
+"""Procedural synthetic scenes in exactly the SceneParser-Bench record format.
+
+No real data can be downloaded here, so this generator is what tests, benchmarks and the small
+shipped model stand on. Each image holds 1-5 household objects drawn with PIL on a muted,
+textured background. Every class has a fixed part structure, a distinct shape and a colour cue,
+and fixed affordances, so a small model can learn the scene -> object -> part -> affordance
+hierarchy. The records exercise every feature of the real schema (evaluation.md §2, training.md
+§1.1-§1.3):
+
+* ``phrase`` / ``object_bbox`` / ``parts`` (``part_name``, ``part_bbox``, ``is_pseudo_part``,
+  ``affordances`` with ``action``, ``affordance_bbox``, ``sampled_points``, ``mask_path``);
+* ``__placeholder_part__`` parts (object box, ``is_pseudo_part: true``) that carry object-level
+  affordances (classes ``book`` and ``ball``);
+* ``__none__`` actions under real parts (``drawer`` front, ``pan`` body) with a point and no box;
+* a real-named part flagged ``is_pseudo_part`` (the ``lamp`` switch, "aff_interaction_init" style);
+* parts with no affordances (``lamp`` base/shade, ``laptop`` screen) and an object class with no
+  parts at all (``plate``);
+* several ``sampled_points`` per affordance (the first is the centre of the region, which is the
+  training target), and binary PNG masks (``mask_path``) for most affordance regions.
+
+Boxes are integer ``[x0, y0, x1, y1]`` pixel boxes that are exactly the extents of the drawn
+pixels (inclusive, as PIL draws them). Image and mask paths in the JSONL are relative to the
+output directory, so ``--image-root DIR`` (or running from ``DIR``) resolves them.
+
+Generation is deterministic for ``(seed, image index)``: each image has its own random stream,
+so the output does not depend on the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from PIL import Image, ImageDraw
+
+# --------------------------------------------------------------------------------------------
+# Class catalogue
+# --------------------------------------------------------------------------------------------
+
+PLACEHOLDER_PART = "__placeholder_part__"
+NONE_ACTION = "__none__"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassInfo:
+    """What a class looks like in the annotations (the drawing lives in ``_DRAWERS``)."""
+
+    name: str
+    parts: tuple[str, ...]  # part names in annotation order ([] for object-only classes)
+    actions: dict[str, tuple[str, ...]]  # part name -> actions in annotation order
+    aspect: float  # width / height of the object box
+    scale: float  # relative size
+
+
+CLASSES: dict[str, ClassInfo] = {
+    c.name: c
+    for c in (
+        ClassInfo("mug", ("body", "handle"), {"body": ("pour",), "handle": ("grasp",)}, 1.0, 0.8),
+        ClassInfo("drawer", ("front", "handle"), {"front": (NONE_ACTION,), "handle": ("pull",)}, 1.6, 1.15),
+        ClassInfo("door", ("panel", "knob"), {"panel": ("push",), "knob": ("twist",)}, 0.5, 1.6),
+        ClassInfo("bottle", ("body", "cap"), {"body": ("grasp",), "cap": ("twist",)}, 0.38, 1.1),
+        ClassInfo("knife", ("blade", "handle"), {"blade": ("cut",), "handle": ("grasp",)}, 3.2, 1.1),
+        ClassInfo("lamp", ("shade", "base", "switch"), {"shade": (), "base": (), "switch": ("press",)}, 0.62, 1.2),
+        ClassInfo("pan", ("body", "handle"), {"body": (NONE_ACTION,), "handle": ("grasp",)}, 2.0, 1.15),
+        ClassInfo("laptop", ("screen", "keyboard"), {"screen": (), "keyboard": ("type",)}, 1.35, 1.1),
+        ClassInfo("book", (PLACEHOLDER_PART,), {PLACEHOLDER_PART: ("open",)}, 0.75, 0.85),
+        ClassInfo("ball", (PLACEHOLDER_PART,), {PLACEHOLDER_PART: ("grasp",)}, 1.0, 0.6),
+        ClassInfo("plate", (), {}, 1.5, 0.85),
+    )
+}
+
+CLASS_NAMES: tuple[str, ...] = tuple(CLASSES)
+
+# --------------------------------------------------------------------------------------------
+# Drawing primitives in object-relative coordinates
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Frame:
+    """Maps object-relative fractions (0..1) to integer pixels of the object box."""
+
+    x0: int
+    y0: int
+    w: int
+    h: int
+    mirror: bool = False
+
+    def x(self, f: float) -> int:
+        if self.mirror:
+            f = 1.0 - f
+        return self.x0 + int(round(f * (self.w - 1)))
+
+    def y(self, f: float) -> int:
+        return self.y0 + int(round(f * (self.h - 1)))
+
+    def rect(self, fx0: float, fy0: float, fx1: float, fy1: float) -> list[int]:
+        a, b = self.x(fx0), self.x(fx1)
+        return [min(a, b), self.y(fy0), max(a, b), self.y(fy1)]
+
+    def pt(self, fx: float, fy: float) -> tuple[int, int]:
+        return self.x(fx), self.y(fy)
+
+
+@dataclasses.dataclass
+class _Aff:
+    action: str
+    region: list[int] | None  # pixel box of the affordance region (None: point only)
+    shape: str = "rect"  # "rect" | "ellipse": mask shape inside the region
+    point: tuple[int, int] | None = None  # used when region is None
+
+
+@dataclasses.dataclass
+class _Part:
+    name: str
+    box: list[int]
+    affs: list[_Aff]
+    pseudo: bool = False
+
+
+def _union(boxes: Iterable[Sequence[int]]) -> list[int]:
+    bs = list(boxes)
+    return [min(b[0] for b in bs), min(b[1] for b in bs), max(b[2] for b in bs), max(b[3] for b in bs)]
+
+
+def _jitter(rng: random.Random, rgb: tuple[int, int, int], amount: int = 22) -> tuple[int, int, int]:
+    return tuple(max(0, min(255, c + rng.randint(-amount, amount))) for c in rgb)  # type: ignore[return-value]
+
+
+def _shade(rgb: tuple[int, int, int], f: float) -> tuple[int, int, int]:
+    return tuple(max(0, min(255, int(c * f))) for c in rgb)  # type: ignore[return-value]
+
+
+def _poly_box(pts: Sequence[tuple[int, int]]) -> list[int]:
+    xs = [p[0] for p in pts]
+    ys = [p[1] for p in pts]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+_Drawer = Callable[[ImageDraw.ImageDraw, _Frame, random.Random], list[_Part]]
+
+
+def _draw_mug(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    col = _jitter(rng, (200, 40, 45))
+    body = f.rect(0.0, 0.0, 0.72, 1.0)
+    handle = f.rect(0.62, 0.22, 1.0, 0.72)
+    lw = max(2, int(0.11 * f.w))
+    d.ellipse(handle, outline=_shade(col, 0.75), width=lw)
+    d.rounded_rectangle(body, radius=max(1, f.w // 12), fill=col)
+    d.rectangle(f.rect(0.0, 0.0, 0.72, 0.08), fill=_shade(col, 0.6))  # rim
+    grip = f.rect(0.88, 0.3, 1.0, 0.64)
+    pour = f.rect(0.08, 0.0, 0.64, 0.16)
+    return [
+        _Part("body", body, [_Aff("pour", pour)]),
+        _Part("handle", handle, [_Aff("grasp", grip)]),
+    ]
+
+
+def _draw_drawer(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    col = _jitter(rng, (170, 105, 50))
+    front = f.rect(0.0, 0.0, 1.0, 1.0)
+    d.rectangle(front, fill=col, outline=_shade(col, 0.55), width=max(1, f.h // 14))
+    handle = f.rect(0.33, 0.4, 0.67, 0.56)
+    d.rounded_rectangle(handle, radius=max(1, f.h // 20), fill=(60, 60, 66))
+    return [
+        _Part("front", front, [_Aff(NONE_ACTION, None, point=f.pt(0.5, 0.8))]),
+        _Part("handle", handle, [_Aff("pull", handle)]),
+    ]
+
+
+def _draw_door(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    col = _jitter(rng, (150, 185, 215))
+    panel = f.rect(0.0, 0.0, 1.0, 1.0)
+    d.rectangle(panel, fill=col, outline=_shade(col, 0.6), width=max(1, f.w // 20))
+    inset = _shade(col, 0.85)
+    d.rectangle(f.rect(0.16, 0.07, 0.84, 0.42), outline=inset, width=max(1, f.w // 25))
+    d.rectangle(f.rect(0.16, 0.6, 0.84, 0.93), outline=inset, width=max(1, f.w // 25))
+    knob = f.rect(0.72, 0.48, 0.9, 0.57)
+    d.ellipse(knob, fill=_jitter(rng, (225, 180, 40), 12), outline=(120, 90, 20))
+    push = f.rect(0.22, 0.12, 0.62, 0.38)
+    return [
+        _Part("panel", panel, [_Aff("push", push)]),
+        _Part("knob", knob, [_Aff("twist", knob, "ellipse")]),
+    ]
+
+
+def _draw_bottle(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    col = _jitter(rng, (40, 150, 70))
+    shoulder = f.rect(0.0, 0.3, 1.0, 1.0)
+    neck = f.rect(0.28, 0.12, 0.72, 0.34)
+    d.rectangle(neck, fill=col)
+    d.rounded_rectangle(shoulder, radius=max(1, f.w // 5), fill=col)
+    d.rectangle(f.rect(0.1, 0.55, 0.9, 0.8), fill=(235, 235, 225))  # label
+    body = _union([shoulder, neck])
+    cap = f.rect(0.25, 0.0, 0.75, 0.12)
+    d.rectangle(cap, fill=_jitter(rng, (30, 60, 200), 15))
+    grip = f.rect(0.15, 0.4, 0.85, 0.9)
+    return [
+        _Part("body", body, [_Aff("grasp", grip)]),
+        _Part("cap", cap, [_Aff("twist", cap)]),
+    ]
+
+
+def _draw_knife(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    handle = f.rect(0.0, 0.3, 0.36, 1.0)
+    d.rounded_rectangle(handle, radius=max(1, f.h // 6), fill=_jitter(rng, (35, 30, 30), 10))
+    blade_pts = [f.pt(0.36, 0.0), f.pt(0.82, 0.0), f.pt(1.0, 0.45), f.pt(0.36, 0.72)]
+    d.polygon(blade_pts, fill=_jitter(rng, (200, 205, 212), 10), outline=(130, 130, 140))
+    blade = _poly_box(blade_pts)
+    cut = f.rect(0.45, 0.1, 0.75, 0.5)
+    grip = f.rect(0.05, 0.45, 0.3, 0.85)
+    return [
+        _Part("blade", blade, [_Aff("cut", cut)]),
+        _Part("handle", handle, [_Aff("grasp", grip)]),
+    ]
+
+
+def _draw_lamp(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    col = _jitter(rng, (245, 215, 90), 12)
+    shade_pts = [f.pt(0.2, 0.0), f.pt(0.8, 0.0), f.pt(1.0, 0.42), f.pt(0.0, 0.42)]
+    d.polygon(shade_pts, fill=col, outline=_shade(col, 0.7))
+    d.rectangle(f.rect(0.46, 0.42, 0.54, 0.88), fill=(90, 90, 95))  # stem
+    base = f.rect(0.15, 0.88, 0.85, 1.0)
+    d.rectangle(base, fill=(70, 70, 78))
+    switch = f.rect(0.56, 0.6, 0.72, 0.68)
+    d.rectangle(switch, fill=(215, 30, 30))
+    return [
+        _Part("shade", _poly_box(shade_pts), []),
+        _Part("base", base, []),
+        _Part("switch", switch, [_Aff("press", switch)], pseudo=True),
+    ]
+
+
+def _draw_pan(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    col = _jitter(rng, (55, 58, 62), 10)
+    handle = f.rect(0.48, 0.42, 1.0, 0.58)
+    d.rounded_rectangle(handle, radius=max(1, f.h // 14), fill=_jitter(rng, (120, 75, 40), 10))
+    body = f.rect(0.0, 0.0, 0.5, 1.0)
+    d.ellipse(body, fill=col, outline=(25, 25, 25), width=max(1, f.h // 16))
+    d.ellipse(f.rect(0.1, 0.2, 0.4, 0.8), fill=_shade(col, 1.35))
+    grip = f.rect(0.7, 0.44, 0.98, 0.56)
+    return [
+        _Part("body", body, [_Aff(NONE_ACTION, None, point=f.pt(0.25, 0.5))]),
+        _Part("handle", handle, [_Aff("grasp", grip)]),
+    ]
+
+
+def _draw_laptop(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    screen = f.rect(0.08, 0.0, 0.92, 0.58)
+    d.rectangle(screen, fill=(30, 30, 35))
+    d.rectangle(f.rect(0.13, 0.06, 0.87, 0.52), fill=_jitter(rng, (90, 170, 235), 15))
+    kb_pts = [f.pt(0.08, 0.6), f.pt(0.92, 0.6), f.pt(1.0, 1.0), f.pt(0.0, 1.0)]
+    d.polygon(kb_pts, fill=(190, 192, 198), outline=(120, 120, 128))
+    for fy in (0.7, 0.8, 0.9):
+        d.line([f.pt(0.12, fy), f.pt(0.88, fy)], fill=(110, 110, 118), width=1)
+    keys = f.rect(0.2, 0.66, 0.8, 0.92)
+    return [
+        _Part("screen", screen, []),
+        _Part("keyboard", _poly_box(kb_pts), [_Aff("type", keys)]),
+    ]
+
+
+def _draw_book(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    col = _jitter(rng, (140, 40, 150))
+    box = f.rect(0.0, 0.0, 1.0, 1.0)
+    d.rectangle(box, fill=col)
+    d.rectangle(f.rect(0.0, 0.0, 0.13, 1.0), fill=_shade(col, 0.55))  # spine
+    d.rectangle(f.rect(0.92, 0.03, 1.0, 0.97), fill=(240, 236, 220))  # pages
+    d.rectangle(f.rect(0.3, 0.15, 0.8, 0.3), fill=(235, 200, 60))  # title
+    cover = f.rect(0.45, 0.4, 0.9, 0.9)
+    return [_Part(PLACEHOLDER_PART, box, [_Aff("open", cover)], pseudo=True)]
+
+
+def _draw_ball(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    col = _jitter(rng, (245, 130, 20), 12)
+    box = f.rect(0.0, 0.0, 1.0, 1.0)
+    d.ellipse(box, fill=col, outline=_shade(col, 0.5), width=max(1, f.w // 20))
+    d.arc(f.rect(-0.5, 0.05, 0.55, 0.95), -50, 50, fill=(30, 30, 30), width=max(1, f.w // 25))
+    d.arc(f.rect(0.45, 0.05, 1.5, 0.95), 130, 230, fill=(30, 30, 30), width=max(1, f.w // 25))
+    grip = f.rect(0.25, 0.25, 0.75, 0.75)
+    return [_Part(PLACEHOLDER_PART, box, [_Aff("grasp", grip, "ellipse")], pseudo=True)]
+
+
+def _draw_plate(d: ImageDraw.ImageDraw, f: _Frame, rng: random.Random) -> list[_Part]:
+    box = f.rect(0.0, 0.0, 1.0, 1.0)
+    d.ellipse(box, fill=_jitter(rng, (245, 245, 240), 8), outline=(170, 170, 165), width=max(1, f.h // 18))
+    d.ellipse(f.rect(0.2, 0.2, 0.8, 0.8), outline=(200, 200, 195), width=max(1, f.h // 30))
+    return []
+
+
+_DRAWERS: dict[str, _Drawer] = {
+    "mug": _draw_mug,
+    "drawer": _draw_drawer,
+    "door": _draw_door,
+    "bottle": _draw_bottle,
+    "knife": _draw_knife,
+    "lamp": _draw_lamp,
+    "pan": _draw_pan,
+    "laptop": _draw_laptop,
+    "book": _draw_book,
+    "ball": _draw_ball,
+    "plate": _draw_plate,
+}
+_MIRRORABLE = {"mug", "door", "knife", "pan", "lamp"}
+
+# --------------------------------------------------------------------------------------------
+# Scene generation
+# --------------------------------------------------------------------------------------------
+
+_NUM_OBJECT_WEIGHTS = (0.2, 0.3, 0.25, 0.15, 0.1)  # 1..5 objects per image
+_MAX_OVERLAP = 0.3  # intersection / area of the smaller box, for every pair
+
+
+@dataclasses.dataclass
+class SynthSummary:
+    """What :func:`generate_dataset` wrote."""
+
+    out_dir: Path
+    train_path: Path
+    val_path: Path
+    num_train: int
+    num_val: int
+    num_objects: int
+    num_masks: int
+    image_size: tuple[int, int]
+    seed: int
+    class_counts: dict[str, int]
+
+    @property
+    def num_images(self) -> int:
+        return self.num_train + self.num_val
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k in ("out_dir", "train_path", "val_path"):
+            d[k] = str(d[k])
+        d["image_size"] = list(self.image_size)
+        return d
+
+
+def _background(rng: random.Random, w: int, h: int) -> Image.Image:
+    """A muted, low-frequency texture: a wall/floor split plus smooth noise."""
+    gw, gh = 8, 6
+    base = [rng.randint(95, 175) for _ in range(3)]
+    grey = sum(base) / 3
+    base = [int(grey + (c - grey) * 0.35) for c in base]  # desaturate
+    floor_row = rng.uniform(0.45, 0.8) * gh
+    floor_tint = rng.randint(-35, 25)
+    data = bytearray()
+    for gy in range(gh):
+        tint = floor_tint if gy >= floor_row else 0
+        for _ in range(gw):
+            n = rng.randint(-14, 14)
+            data += bytes(max(0, min(255, c + tint + n)) for c in base)
+    return Image.frombytes("RGB", (gw, gh), bytes(data)).resize((w, h), Image.BILINEAR)
+
+
+def _overlap_ok(box: Sequence[int], others: Sequence[Sequence[int]]) -> bool:
+    a = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+    for o in others:
+        iw = min(box[2], o[2]) - max(box[0], o[0]) + 1
+        ih = min(box[3], o[3]) - max(box[1], o[1]) + 1
+        if iw <= 0 or ih <= 0:
+            continue
+        b = (o[2] - o[0] + 1) * (o[3] - o[1] + 1)
+        if iw * ih > _MAX_OVERLAP * min(a, b):
+            return False
+    return True
+
+
+def _sample_points(rng: random.Random, region: Sequence[int], n: int) -> list[list[int]]:
+    """The region centre first (the training target), then points in its inner half."""
+    x0, y0, x1, y1 = region
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    pts = [[cx, cy]]
+    qx, qy = (x1 - x0) / 4.0, (y1 - y0) / 4.0
+    for _ in range(n - 1):
+        pts.append([int(round(cx + rng.uniform(-qx, qx))), int(round(cy + rng.uniform(-qy, qy)))])
+    return pts
+
+
+def _mask_png(size: tuple[int, int], region: Sequence[int], shape: str) -> bytes:
+    m = Image.new("1", size, 0)
+    d = ImageDraw.Draw(m)
+    if shape == "ellipse":
+        d.ellipse(list(region), fill=1)
+    else:
+        d.rectangle(list(region), fill=1)
+    buf = io.BytesIO()
+    m.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def render_scene(
+    seed: int, index: int, image_size: tuple[int, int] = (640, 480), mask_prefix: str = "masks"
+) -> tuple[Image.Image, list[dict], dict[str, bytes]]:
+    """Draw image ``index`` of the dataset with ``seed``.
+
+    Returns ``(image, objects, masks)``: ``objects`` is the record's ``objects`` list and
+    ``masks`` maps each relative ``mask_path`` used there to its PNG bytes.
+    """
+    rng = random.Random(f"sceneparser-synth:{seed}:{index}")
+    w, h = image_size
+    image = _background(rng, w, h)
+    draw = ImageDraw.Draw(image)
+    n_obj = rng.choices(range(1, 6), weights=_NUM_OBJECT_WEIGHTS)[0]
+    placed: list[list[int]] = []
+    objects: list[dict] = []
+    masks: dict[str, bytes] = {}
+    short = min(w, h)
+    for _ in range(n_obj):
+        name = rng.choice(CLASS_NAMES)
+        info = CLASSES[name]
+        for _attempt in range(25):
+            major = rng.uniform(0.26, 0.46) * short * info.scale
+            if info.aspect >= 1:
+                ow, oh = major, major / info.aspect
+            else:
+                ow, oh = major * info.aspect, major
+            ow = max(8, min(int(ow), w - 2))
+            oh = max(8, min(int(oh), h - 2))
+            x0 = rng.randint(0, w - ow)
+            y0 = rng.randint(0, h - oh)
+            cand = [x0, y0, x0 + ow - 1, y0 + oh - 1]
+            if _overlap_ok(cand, placed):
+                break
+        else:
+            continue
+        placed.append(cand)
+        frame = _Frame(x0, y0, ow, oh, mirror=name in _MIRRORABLE and rng.random() < 0.5)
+        parts = _DRAWERS[name](draw, frame, rng)
+        obj_box = _union([p.box for p in parts]) if parts else frame.rect(0.0, 0.0, 1.0, 1.0)
+        obj_idx = len(objects)
+        part_records = []
+        for pi, part in enumerate(parts):
+            aff_records = []
+            for ai, aff in enumerate(part.affs):
+                if aff.region is None:
+                    pt = aff.point or ((part.box[0] + part.box[2]) // 2, (part.box[1] + part.box[3]) // 2)
+                    aff_records.append(
+                        {"action": aff.action, "affordance_bbox": None,
+                         "sampled_points": [[pt[0], pt[1]]], "mask_path": None}
+                    )
+                    continue
+                mask_path = None
+                if rng.random() < 0.8:
+                    mask_path = f"{mask_prefix}/{index:06d}_{obj_idx}_{pi}_{ai}.png"
+                    masks[mask_path] = _mask_png((w, h), aff.region, aff.shape)
+                aff_records.append(
+                    {"action": aff.action, "affordance_bbox": list(aff.region),
+                     "sampled_points": _sample_points(rng, aff.region, rng.randint(2, 4)),
+                     "mask_path": mask_path}
+                )
+            part_records.append(
+                {"part_name": part.name, "part_bbox": list(part.box), "is_pseudo_part": part.pseudo,
+                 "affordances": aff_records}
+            )
+        objects.append({"phrase": name, "object_bbox": obj_box, "parts": part_records})
+    return image, objects, masks
+
+
+def _render_and_encode(job: tuple[int, int, tuple[int, int], int]) -> tuple[bytes, list[dict], dict[str, bytes]]:
+    seed, index, size, quality = job
+    image, objects, masks = render_scene(seed, index, size)
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue(), objects, masks
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def generate_dataset(
+    out_dir: str | os.PathLike,
+    num_images: int,
+    seed: int,
+    image_size: tuple[int, int] = (640, 480),
+    val_fraction: float = 0.1,
+    *,
+    jpeg_quality: int = 90,
+    workers: int = 1,
+    progress: bool = False,
+) -> SynthSummary:
+    """Write ``num_images`` synthetic scenes to ``out_dir``.
+
+    Layout: ``out_dir/train.jsonl``, ``out_dir/val.jsonl`` (paths relative to ``out_dir``),
+    ``out_dir/images/NNNNNN.jpg`` and ``out_dir/masks/*.png``. The last
+    ``round(num_images * val_fraction)`` images form the validation split. The result is
+    identical for the same arguments whatever ``workers`` is.
+    """
+    if num_images < 0:
+        raise ValueError("num_images must be >= 0")
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError("val_fraction must be in [0, 1]")
+    w, h = int(image_size[0]), int(image_size[1])
+    if w < 32 or h < 32:
+        raise ValueError(f"image_size must be at least 32x32, got {w}x{h}")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    num_val = int(round(num_images * val_fraction))
+    num_train = num_images - num_val
+    jobs = [(seed, i, (w, h), jpeg_quality) for i in range(num_images)]
+
+    counts = {n: 0 for n in CLASS_NAMES}
+    num_objects = num_masks = 0
+    paths = {"train": out / "train.jsonl", "val": out / "val.jsonl"}
+    tmp_paths = {k: p.with_name(p.name + ".tmp") for k, p in paths.items()}
+    fhs = {k: open(p, "w", encoding="utf-8") for k, p in tmp_paths.items()}
+
+    pool = None
+    try:
+        if workers > 1 and num_images > 1:
+            import multiprocessing as mp
+
+            pool = mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers)
+            results = pool.imap(_render_and_encode, jobs, chunksize=8)
+        else:
+            results = map(_render_and_encode, jobs)
+        if progress:
+            from tqdm import tqdm
+
+            results = tqdm(results, total=num_images, desc="synth", unit="img")
+        for i, (jpeg, objects, masks) in enumerate(results):
+            rel = f"images/{i:06d}.jpg"
+            _atomic_write_bytes(out / rel, jpeg)
+            for mpath, data in masks.items():
+                _atomic_write_bytes(out / mpath, data)
+            num_masks += len(masks)
+            num_objects += len(objects)
+            for o in objects:
+                counts[o["phrase"]] += 1
+            split = "train" if i < num_train else "val"
+            fhs[split].write(json.dumps({"image_path": rel, "objects": objects}, ensure_ascii=False) + "\n")
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        for fh in fhs.values():
+            fh.close()
+    for k in paths:
+        os.replace(tmp_paths[k], paths[k])
+    return SynthSummary(
+        out_dir=out,
+        train_path=paths["train"],
+        val_path=paths["val"],
+        num_train=num_train,
+        num_val=num_val,
+        num_objects=num_objects,
+        num_masks=num_masks,
+        image_size=(w, h),
+        seed=seed,
+        class_counts=counts,
+    )
+
+
+def class_catalogue() -> list[dict]:
+    """The classes with their parts and actions (for docs and tests)."""
+    return [
+        {"name": c.name, "parts": list(c.parts), "actions": {k: list(v) for k, v in c.actions.items()}}
+        for c in CLASSES.values()
+    ]
+
+
+__all__ = [
+    "CLASSES",
+    "CLASS_NAMES",
+    "ClassInfo",
+    "NONE_ACTION",
+    "PLACEHOLDER_PART",
+    "SynthSummary",
+    "class_catalogue",
+    "generate_dataset",
+    "render_scene",
+]
