@@ -5,11 +5,11 @@ Everything here is plain data plus string assembly; nothing imports torch or tra
 * ``JSON_ONLY_PREFIX`` starts every question (training.md §3.3).
 * ``OBJECT_PROMPTS_WHEN_AVAILABLE`` is the object bank the reference curriculum trains on:
   24 sentences, each in a capitalised and a lower-case-first-letter form (48 entries). Every
-  template holds ``[OBJ]`` exactly once. Entry 0 is the question of the reference evaluation
-  driver, byte for byte (evaluation.md §1, §3.3). The other 47 follow the openers listed in
-  training.md §3.3; the reference notes paraphrase them, so only entry 0 is guaranteed to match
-  the released bank character for character.
-* ``SCENE_PROMPTS`` is the scene-level bank (the reference never draws it: ``scene_prompt_ratio=0``).
+  template holds ``[OBJ]`` exactly once. The strings and their order are the released bank's,
+  byte for byte (they are data the released checkpoint was trained on); entry 0 is also the
+  question of the reference evaluation driver (evaluation.md §1, §3.3).
+* ``SCENE_PROMPTS`` is the scene-level bank (the reference never draws it: ``scene_prompt_ratio=0``);
+  ``DEFAULT_SCENE_PROMPT`` (entry 0) is the scene question used when none is given.
 * ``chat_text`` renders the full ChatML text with ONE ``<|image_pad|>`` placeholder:
   ``layout="inference"`` is what the reference evaluation sends (system prompt without a period,
   no newline after ``<|vision_end|>``); ``layout="training"`` is the trainer's layout (system prompt
@@ -53,9 +53,9 @@ _WHEN_AVAILABLE_SENTENCES: tuple[str, ...] = (
     f"Please identify [OBJ] and return {_WHEN}.",
     f"Can you find [OBJ] and return {_WHEN}?",
     f"Can you locate [OBJ] and return {_WHEN}?",
-    f"Point to [OBJ] in the image and return {_WHEN}.",
-    f"Mark [OBJ] in the image and return {_WHEN}.",
-    f"Show where [OBJ] is in the image and return {_WHEN}.",
+    f"Point to [OBJ] and return {_WHEN}.",
+    f"Mark [OBJ] and return {_WHEN}.",
+    f"Show where [OBJ] is and return {_WHEN}.",
     f"Indicate [OBJ] in the image and return {_WHEN}.",
     f"Return the interaction-oriented parse of [OBJ] with {_WHEN}.",
     f"Given [OBJ], return {_WHEN} in JSON.",
@@ -69,45 +69,48 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-OBJECT_PROMPTS_WHEN_AVAILABLE: tuple[str, ...] = _WHEN_AVAILABLE_SENTENCES + tuple(
-    _lower_first(s) for s in _WHEN_AVAILABLE_SENTENCES
+# Bank order: each sentence, then its lower-case-first-letter twin.
+OBJECT_PROMPTS_WHEN_AVAILABLE: tuple[str, ...] = tuple(
+    variant for s in _WHEN_AVAILABLE_SENTENCES for variant in (s, _lower_first(s))
 )
 
 REFERENCE_OBJECT_QUESTION = JSON_ONLY_PREFIX + OBJECT_PROMPTS_WHEN_AVAILABLE[0]
 
-# Scene-level bank (all objects in the image). Entry 0 is the example quoted by the reference
-# notes; two entries carry the literal ``[SCOPE]=all`` tag, as the reference bank does.
+# Scene-level bank (all objects in the image): the reference's scene-centric bank, with its
+# "return structured outputs" sentence moved to the front as the default scene question. Two
+# entries carry the literal ``[SCOPE]=all`` tag, as in the reference.
+DEFAULT_SCENE_PROMPT = "Parse all interactive objects in this image and return structured outputs."
 SCENE_PROMPTS: tuple[str, ...] = (
-    "Parse all interactive objects in this image and return structured outputs.",
-    "Parse every object in this image and return object bboxes, part bboxes, and affordance points when available.",
-    "Return a hierarchical parse of the whole scene with object bboxes, part bboxes, and affordance points when available.",
-    "Find all objects in the image and return their bboxes, part bboxes, and affordance points when available.",
-    "Locate every interactive object and output object bbox, part bboxes, and affordance points when available.",
-    "Detect all objects in this image and return a structured scene parse.",
-    "Identify all objects in the scene and return object bbox, part bboxes, and affordance points when available.",
-    "Describe the scene as a list of objects with bboxes, part bboxes, and affordance points when available.",
-    "Output a structured parse of all objects in this image.",
-    "Return the interaction-oriented parse of the entire scene.",
-    "Please parse the whole image and return every object with its parts and affordances when available.",
-    "Please detect all objects and return object bbox, part bboxes, and affordance points when available.",
-    "Can you parse every object in this image and return structured outputs?",
-    "Can you list all interactive objects with their parts and affordance points when available?",
-    "Give a scene-level parse: all objects, their part bboxes, and affordance points when available.",
-    "[SCOPE]=all Parse all objects in this image and return structured outputs.",
-    "[SCOPE]=all Return object bbox, part bboxes, and affordance points when available for every object.",
-    "Enumerate all objects in this image with object bbox, part bboxes, and affordance points when available.",
-    "Parse the scene: return every object's bbox, part bboxes, and affordance points when available.",
-    "List every object in the image as structured JSON with parts and affordances when available.",
-    "Return a scene graph of objects, parts, and affordance points when available.",
-    "Find every object you can interact with and return structured outputs.",
-    "Locate all objects in the image and return a JSON parse with parts and affordances when available.",
-    "Mark all objects in the image and return object bbox, part bboxes, and affordance points when available.",
-    "Show where every object is and return part bboxes and affordance points when available.",
-    "Parse all visible objects and return their hierarchical structure.",
-    "Return all objects in this image with their parts and affordances when available.",
-    "Given this image, return every object with object bbox, part bboxes, and affordance points when available.",
-    "Output the full scene parse in JSON.",
-    "Please parse all objects in this scene and return structured outputs.",
+    DEFAULT_SCENE_PROMPT,
+    "[SCOPE]=all. Parse all interactive objects in this image.",
+    "Return whole-scene hierarchical parsing for all interactive objects.",
+    "Analyze the full scene and parse every interactive object.",
+    "Parse the entire image and return all interactive objects with hierarchical structure.",
+    "Find all interactive objects in the scene and output structured object-part-affordance results.",
+    "Provide full-scene parsing for every interactive object visible in the image.",
+    "Return scene-level hierarchical annotations for all interactive objects.",
+    "Perform global parsing: detect and parse all interactive objects in this image.",
+    "Output all interactive object instances in the image with their structured hierarchies.",
+    "For the whole image, parse all manipulable or interactive objects.",
+    "List and parse every interactive object across the scene.",
+    "Do scene-wide structured parsing for all interactive objects.",
+    "Parse all target objects in this image at scene scope.",
+    "Run all-object hierarchical parsing on this image.",
+    "Return complete scene-centric parse for all interactive objects.",
+    "Find every interactive object and provide structured outputs for each instance.",
+    "Produce a scene-centric hierarchy covering all interactive objects.",
+    "Parse the full scene with object boxes and available part/affordance details for all objects.",
+    "Global query: parse all interactive objects and return their structured annotations.",
+    "Parse all relevant objects in this image under [SCOPE]=all.",
+    "Analyze this scene and output a structured parse for each interactive object.",
+    "Return all interactive objects with object-level outputs and available finer hierarchy.",
+    "Detect and parse all interactive object categories present in this image.",
+    "Generate full-scene object-part-affordance parsing outputs.",
+    "Across the whole image, return structured parsing for every interactive object.",
+    "Scene-level request: parse all interactive objects, not just a single target.",
+    "Parse all interactive entities in the image and provide hierarchical results.",
+    "Whole-scene parsing: include every interactive object instance with structured output.",
+    "For this image, perform all-object structured parsing at global scope.",
 )
 
 Layout = Literal["inference", "training"]
@@ -127,7 +130,7 @@ def object_question(category: str, template: str | None = None) -> str:
 def scene_question(template: str | None = None) -> str:
     """The user question for a scene-level (all objects) query."""
     if template is None:
-        template = SCENE_PROMPTS[0]
+        template = DEFAULT_SCENE_PROMPT
     return JSON_ONLY_PREFIX + template
 
 
@@ -179,6 +182,7 @@ __all__ = [
     "SYSTEM_PROMPT_TRAINING",
     "VISION_END",
     "VISION_START",
+    "DEFAULT_SCENE_PROMPT",
     "chat_text",
     "object_question",
     "scene_question",

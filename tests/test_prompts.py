@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from sceneparser import prompts
@@ -25,11 +27,20 @@ def test_when_available_bank_shape_and_first_entry():
         assert t.count("[OBJ]") == 1
         assert "object bbox, part bboxes, and affordance points when available" in t
         assert t.endswith((".", "?"))
-    # 24 sentences x {capitalised, lower-case first letter}
-    caps, lows = bank[:24], bank[24:]
+    # 24 sentences x {capitalised, lower-case first letter}, each followed by its twin
+    caps, lows = bank[0::2], bank[1::2]
     for c, lo in zip(caps, lows):
         assert c[0].isupper() and lo[0].islower()
         assert lo == c[0].lower() + c[1:]
+    assert bank[28] == (
+        "Can you locate [OBJ] and return object bbox, part bboxes, and affordance points when available?"
+    )
+    assert bank[40] == (
+        "Given [OBJ], return object bbox, part bboxes, and affordance points when available in JSON."
+    )
+    # the released bank, byte for byte and in order
+    digest = hashlib.sha256("\n".join(bank).encode("utf-8")).hexdigest()
+    assert digest == "05e0a53c87870169b4e603946c222b6f88d0c3bedc10e94a4b3a8b4b65c1e923"
 
 
 def test_reference_object_question():
@@ -52,7 +63,9 @@ def test_object_question_fills_every_placeholder_verbatim():
 def test_scene_bank_and_question():
     bank = prompts.SCENE_PROMPTS
     assert len(bank) >= 10 and len(set(bank)) == len(bank)
+    assert bank[0] == prompts.DEFAULT_SCENE_PROMPT
     assert bank[0] == "Parse all interactive objects in this image and return structured outputs."
+    assert sum("[SCOPE]=all" in t for t in bank) == 2
     assert all("[OBJ]" not in t for t in bank)
     assert prompts.scene_question() == "Return a single JSON object only.\n" + bank[0]
     assert prompts.scene_question(bank[3]) == prompts.JSON_ONLY_PREFIX + bank[3]
