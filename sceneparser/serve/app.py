@@ -1,0 +1,475 @@
+"""The FastAPI application: ``/v1/parse``, OpenAI-compatible ``/v1/chat/completions``,
+``/v1/models`` and ``/health``, in front of a :class:`~sceneparser.serve.batching.DynamicBatcher`.
+
+:func:`create_app` takes the *batch function* (``list[ParseJob] -> list[list[result dict]]``,
+see :mod:`sceneparser.serve.engine`) rather than a model, so the HTTP layer is testable on its own
+and the model stays behind one callable. Every client error is a 4xx with an OpenAI-style JSON
+body ``{"error": {"message", "type", "code", "param"}}``; the server never fetches URLs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sceneparser.errors import SceneParserError
+from sceneparser.serve.batching import DynamicBatcher, QueueFullError, UnavailableError
+from sceneparser.serve.images import RequestError, decode_base64_image, load_image
+from sceneparser.serve.schemas import (
+    ChatCompletionRequest,
+    ImageURL,
+    ParseJob,
+    ParseRequest,
+    check_queries,
+    check_text,
+    looks_like_question,
+)
+
+log = logging.getLogger("sceneparser.serve")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits and batching settings of one server (the ``sceneparser serve`` flags)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch_size: int = 8
+    max_wait_ms: float = 10.0
+    max_queue_size: int = 32
+    max_image_pixels: int = 4096 * 4096
+    max_request_bytes: int = 20 * 1024 * 1024
+    max_query_chars: int = 1000
+    max_queries: int = 16
+    request_timeout_s: float = 300.0
+    model_name: str = "sceneparser"
+
+
+# ---------------------------------------------------------------------------- errors
+def _error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict:
+    kind = "invalid_request_error" if status < 500 else ("service_unavailable" if status == 503 else "server_error")
+    if status == 429:
+        kind = "rate_limit_error"
+    if status == 404 and code is None:
+        code = "not_found"
+    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
+
+
+def error_response(status: int, message: str, code: str | None = None, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(_error_body(status, message, code, param), status_code=status, headers=headers)
+
+
+class BodyTooLargeError(Exception):
+    def __init__(self, limit: int):
+        super().__init__(f"the request body is larger than the {limit}-byte cap")
+        self.limit = limit
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` without buffering them.
+
+    A declared ``Content-Length`` over the cap is answered 413 before anything is read; a body
+    sent without one (chunked) is counted as it streams and cut off at the cap.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = int(max_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    resp = error_response(400, "invalid Content-Length header", "invalid_request")
+                    return await resp(scope, receive, send)
+                if declared > self.max_bytes:
+                    resp = error_response(
+                        413,
+                        f"the request body is {declared} bytes, over the {self.max_bytes}-byte cap "
+                        "(start the server with a larger --max-request-bytes)",
+                        "too_large",
+                    )
+                    return await resp(scope, receive, send)
+        seen = 0
+        limit = self.max_bytes
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLargeError(limit)
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _parse_bool(value: Any, param: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise RequestError(422, f"'{param}' must be true or false, got {str(value)[:40]!r}", param=param)
+
+
+def _validation_message(exc: ValidationError | RequestValidationError) -> tuple[int, str, str | None]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        first = next(e for e in errors if e.get("type") == "json_invalid")
+        return 400, f"malformed JSON body: {first.get('ctx', {}).get('error', first.get('msg'))}", None
+    parts = []
+    param = None
+    for e in errors[:5]:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        param = param or (loc or None)
+        msg = e.get("msg", "invalid value")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return 422, "invalid request: " + "; ".join(parts), param
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _aggregate_status(statuses: Sequence[str]) -> str:
+    if any(s == "failed" for s in statuses):
+        return "failed"
+    if any(s == "repaired" for s in statuses):
+        return "repaired"
+    return "ok"
+
+
+_PARSE_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ParseRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": "the image file"},
+                        "query": {"type": "string", "description": "object category; repeat the field for several"},
+                        "scene": {"type": "boolean", "default": False},
+                    },
+                }
+            },
+        },
+    }
+}
+
+_CHAT_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+    }
+}
+
+
+# ---------------------------------------------------------------------------- app
+def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: ServeConfig | None = None) -> FastAPI:
+    """Build the service around ``batch_fn`` (called on the batcher's worker thread).
+
+    ``batch_fn(jobs)`` returns, for each :class:`ParseJob`, a list with one result dict per
+    prompt (keys ``objects``, ``raw_text``, ``status``, ``reason``, ``query``, ``width``,
+    ``height``, ``timing``; see :func:`sceneparser.serve.engine.result_to_dict`).
+    """
+    cfg = config or ServeConfig()
+    batcher = DynamicBatcher(
+        batch_fn,
+        max_batch_size=cfg.max_batch_size,
+        max_wait_ms=cfg.max_wait_ms,
+        max_queue_size=cfg.max_queue_size,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(
+        title="sceneparser",
+        summary="Hierarchical scene parsing: scene -> object -> part -> affordance",
+        version=_version(),
+        lifespan=lifespan,
+    )
+    app.state.config = cfg
+    app.state.batcher = batcher
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_request_bytes)
+
+    # -- error handlers: every error is JSON, never a traceback
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError):
+        return error_response(exc.status, exc.message, exc.code, exc.param)
+
+    @app.exception_handler(BodyTooLargeError)
+    async def _too_large(request: Request, exc: BodyTooLargeError):
+        return error_response(413, f"{exc} (start the server with a larger --max-request-bytes)", "too_large")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        status, message, param = _validation_message(exc)
+        return error_response(status, message, "invalid_request", param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return error_response(exc.status_code, message, None, None, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):  # pragma: no cover - defensive
+        log.exception("unexpected error on %s", request.url.path)
+        return error_response(500, f"internal error ({type(exc).__name__}); see the server log", "internal_error")
+
+    async def run_job(job: ParseJob) -> list[dict]:
+        try:
+            return await batcher.submit(job, timeout=cfg.request_timeout_s)
+        except QueueFullError as exc:
+            raise RequestError(429, str(exc), "queue_full") from None
+        except UnavailableError as exc:
+            raise _Unavailable(str(exc)) from None
+        except SceneParserError as exc:  # InputError from the model side: the input is at fault
+            raise RequestError(422, str(exc), "invalid_input") from None
+        except Exception as exc:  # noqa: BLE001
+            log.exception("model call failed")
+            raise RequestError(500, f"the model failed on this request ({type(exc).__name__})", "model_error") from None
+
+    @app.exception_handler(_Unavailable)
+    async def _unavailable(request: Request, exc: _Unavailable):
+        return error_response(503, str(exc), "unavailable", headers={"Retry-After": "1"})
+
+    async def read_image_bytes(data: bytes) -> Any:
+        return await run_in_threadpool(load_image, data, max_pixels=cfg.max_image_pixels)
+
+    # -- endpoints
+    @app.get("/health", summary="liveness and queue state")
+    async def health():
+        ok = batcher.running
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "model": cfg.model_name,
+            "queue_depth": batcher.queue_depth,
+            "max_queue_size": cfg.max_queue_size,
+            "max_batch_size": cfg.max_batch_size,
+            "max_wait_ms": cfg.max_wait_ms,
+            "stats": batcher.stats.snapshot(),
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/v1/models", summary="the served model (OpenAI format)")
+    async def models():
+        return {
+            "object": "list",
+            "data": [{"id": cfg.model_name, "object": "model", "created": _STARTED, "owned_by": "sceneparser"}],
+        }
+
+    @app.post("/v1/parse", summary="parse one image (JSON with base64, or multipart upload)", openapi_extra=_PARSE_OPENAPI)
+    async def parse(request: Request):
+        t0 = time.perf_counter()
+        media = _media_type(request)
+        if media == "application/json":
+            body = await request.body()
+            try:
+                req = ParseRequest.model_validate_json(body)
+            except ValidationError as exc:
+                status, message, param = _validation_message(exc)
+                raise RequestError(status, message, "invalid_request", param) from None
+            check_queries(req.query, req.scene, max_chars=cfg.max_query_chars, max_queries=cfg.max_queries)
+            data = decode_base64_image(req.image, max_bytes=cfg.max_request_bytes)
+            query, scene = req.query, req.scene
+        elif media == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=cfg.max_queries + 4, max_part_size=cfg.max_request_bytes)
+            try:
+                upload = form.get("image")
+                if upload is None:
+                    raise RequestError(422, "missing form field 'image' (the image file)", param="image")
+                if isinstance(upload, UploadFile):
+                    data = await upload.read(cfg.max_request_bytes + 1)
+                else:  # a text field: accept base64 / data URL there too
+                    data = decode_base64_image(str(upload), max_bytes=cfg.max_request_bytes)
+                queries = [q for q in form.getlist("query") if isinstance(q, str)]
+                query = queries[0] if len(queries) == 1 else (queries or None)
+                scene = _parse_bool(form.get("scene", "false"), "scene")
+            finally:
+                await form.close()
+        else:
+            raise RequestError(
+                415,
+                f"unsupported Content-Type '{media or '(none)'}': send application/json "
+                "({\"image\": <base64>, \"query\": ...}) or multipart/form-data (fields image, query)",
+                "unsupported_media_type",
+            )
+        queries = check_queries(query, scene, max_chars=cfg.max_query_chars, max_queries=cfg.max_queries)
+        image = await read_image_bytes(data)
+        t_decoded = time.perf_counter()
+        results = await run_job(ParseJob(image=image, queries=queries, scene=scene and not queries))
+        t_done = time.perf_counter()
+        statuses = [r.get("status", "failed") for r in results]
+        reasons = [r.get("reason") for r in results if r.get("reason")]
+        return {
+            "id": f"parse-{uuid.uuid4().hex[:16]}",
+            "model": cfg.model_name,
+            "width": image.width,
+            "height": image.height,
+            "query": list(queries) if len(queries) != 1 else queries[0],
+            "scene": bool(scene and not queries),
+            "objects": [obj for r in results for obj in r.get("objects", [])],
+            "status": _aggregate_status(statuses),
+            "reason": "; ".join(reasons) or None,
+            "raw_text": "\n".join(r.get("raw_text", "") for r in results),
+            "results": results,
+            "timing": {
+                "decode_ms": round((t_decoded - t0) * 1000, 2),
+                "model_and_queue_ms": round((t_done - t_decoded) * 1000, 2),
+                "total_ms": round((t_done - t0) * 1000, 2),
+            },
+        }
+
+    @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completion (image as a data URL)",
+              openapi_extra=_CHAT_OPENAPI)
+    async def chat_completions(request: Request):
+        if _media_type(request) != "application/json":
+            raise RequestError(415, "send the chat request as application/json", "unsupported_media_type")
+        body = await request.body()
+        try:
+            req = ChatCompletionRequest.model_validate_json(body)
+        except ValidationError as exc:
+            status, message, param = _validation_message(exc)
+            raise RequestError(status, message, "invalid_request", param) from None
+        if req.model and req.model != cfg.model_name:
+            raise RequestError(404, f"the model '{req.model}' does not exist; this server serves '{cfg.model_name}'",
+                               "model_not_found", "model")
+        if req.n != 1:
+            raise RequestError(400, "only n=1 is supported", "invalid_request", "n")
+        job = await _chat_job(req, cfg, read_image_bytes)
+        created = int(time.time())
+        results = await run_job(job)
+        result = results[0]
+        text = result.get("raw_text", "")
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        extension = {
+            "objects": result.get("objects", []),
+            "status": result.get("status"),
+            "reason": result.get("reason"),
+            "width": job.image.width,
+            "height": job.image.height,
+        }
+        usage = result.get("usage")
+        if req.stream:
+            return StreamingResponse(
+                _stream_chunks(completion_id, created, cfg.model_name, text, extension),
+                media_type="text/event-stream",
+            )
+        out = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": cfg.model_name,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+            ],
+            "sceneparser": extension,
+        }
+        if usage:
+            out["usage"] = usage
+        return out
+
+    return app
+
+
+class _Unavailable(Exception):
+    pass
+
+
+_STARTED = int(time.time())
+
+
+def _version() -> str:
+    from sceneparser import __version__
+
+    return __version__
+
+
+async def _chat_job(req: ChatCompletionRequest, cfg: ServeConfig, read_image) -> ParseJob:
+    """The last user message's image (a data URL) and text, as a ParseJob."""
+    user = next((m for m in reversed(req.messages) if m.role == "user"), None)
+    if user is None:
+        raise RequestError(400, "no user message: send one user message with an image and a query", param="messages")
+    parts = [user.content] if isinstance(user.content, str) or user.content is None else list(user.content)
+    texts: list[str] = []
+    images: list[str] = []
+    for part in parts:
+        if part is None:
+            continue
+        if isinstance(part, str):
+            texts.append(part)
+        elif part.type == "text":
+            texts.append(part.text)
+        else:
+            url = part.image_url.url if isinstance(part.image_url, ImageURL) else str(part.image_url)
+            images.append(url)
+    if len(images) != 1:
+        raise RequestError(
+            400,
+            f"the user message must hold exactly one image_url part (a 'data:image/...;base64,' URL); got {len(images)}",
+            param="messages",
+        )
+    text = "\n".join(t for t in texts if t.strip())
+    scene = bool(req.scene)
+    data = decode_base64_image(images[0], max_bytes=cfg.max_request_bytes, param="image_url")
+    if not scene:
+        if not text.strip():
+            raise RequestError(422, "the user message has no text: give an object category or a question",
+                               param="messages")
+        text = check_text(text, max_chars=cfg.max_query_chars, param="messages")
+    image = await read_image(data)
+    if scene:
+        return ParseJob(image=image, scene=True)
+    if looks_like_question(text):
+        return ParseJob(image=image, question=text)
+    return ParseJob(image=image, queries=(text,))
+
+
+async def _stream_chunks(completion_id: str, created: int, model: str, text: str, extension: dict):
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+    first = dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}])
+    last = dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}], sceneparser=extension)
+    yield f"data: {json.dumps(first)}\n\n"
+    yield f"data: {json.dumps(last)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def config_dict(cfg: ServeConfig) -> dict:
+    return asdict(cfg)
