@@ -1,0 +1,221 @@
+"""vLLM generation backend (optional extra ``sceneparser[vllm]``; GPU).
+
+Same interface as the transformers backend: ``generate(requests) -> list[str]`` where each
+request has ``.image`` (PIL) and ``.question``. ``vllm`` is imported only when this backend is
+constructed, so nothing else in the package needs it.
+
+Reference settings (evaluation.md §3.2):
+
+* engine: ``LLM(model=P, limit_mm_per_prompt={"image": 10, "video": 10}, max_model_len=4096,
+  gpu_memory_utilization=0.8, tensor_parallel_size=1, trust_remote_code=True)``, dtype "auto";
+* sampling: ``max_tokens=max_new_tokens, temperature=0.0, top_k=1, top_p=0.8,
+  repetition_penalty=1.05, skip_special_tokens=False, stop=["<|im_end|>", "<0><0><0><0>"]``;
+* prompt: the reference ChatML text (``sceneparser.prompts.chat_text(question, "inference")``);
+  the image is resized with ``smart_resize(min_pixels, max_pixels)`` and PIL bicubic before it
+  is handed to vLLM, exactly as qwen-vl-utils does for the reference, and vLLM's processor gets
+  the same min/max pixels (so its own smart_resize is the identity).
+
+Two deliberate differences:
+
+* **Tokenizer.** The reference asks vLLM for ``tokenizer_mode="slow"``, which only gives the
+  checkpoint's ids (``<k>`` = 150643 + k) with transformers 4.x. We hand vLLM the tokenizer from
+  :func:`sceneparser.model.tokenizer.load_tokenizer` (the same ids with any transformers),
+  saved once into a cache directory, with ``tokenizer_mode="auto"``.
+* **Prefix caching on** (``enable_prefix_caching=True``): all categories of an image share the
+  system + image prefix. It does not change greedy outputs beyond vLLM's usual batch numerics
+  (evaluation.md §11.28).
+
+Under ``torchrun`` each rank gets one whole engine on GPU ``LOCAL_RANK`` (data parallel): the
+torchrun variables are hidden from vLLM while it starts, so it builds its own one-GPU world.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from sceneparser.errors import ModelLoadError, require
+
+STOP_STRINGS = ("<|im_end|>", "<0><0><0><0>")
+LIMIT_MM_PER_PROMPT = {"image": 10, "video": 10}
+_TORCHRUN_VARS = (
+    "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+    "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID",
+)
+
+
+def sampling_kwargs(max_new_tokens: int = 2048) -> dict:
+    """The reference ``SamplingParams`` arguments (evaluation.md §3.2)."""
+    return {
+        "max_tokens": int(max_new_tokens),
+        "temperature": 0.0,
+        "top_k": 1,
+        "top_p": 0.8,
+        "repetition_penalty": 1.05,
+        "skip_special_tokens": False,
+        "stop": list(STOP_STRINGS),
+    }
+
+
+def engine_kwargs(
+    model: str,
+    tokenizer: str,
+    *,
+    max_model_len: int = 4096,
+    gpu_memory_utilization: float = 0.8,
+    tensor_parallel_size: int = 1,
+    min_pixels: int = 12544,
+    max_pixels: int = 2007040,
+    dtype: str | None = None,
+    enable_prefix_caching: bool = True,
+    seed: int | None = None,
+    **extra: Any,
+) -> dict:
+    """The ``vllm.LLM`` arguments: the reference engine plus our tokenizer and prefix caching."""
+    kw = {
+        "model": model,
+        "tokenizer": tokenizer,
+        "tokenizer_mode": "auto",
+        "limit_mm_per_prompt": dict(LIMIT_MM_PER_PROMPT),
+        "max_model_len": int(max_model_len),
+        "gpu_memory_utilization": float(gpu_memory_utilization),
+        "tensor_parallel_size": int(tensor_parallel_size),
+        "trust_remote_code": True,
+        "dtype": dtype or "auto",
+        "enable_prefix_caching": bool(enable_prefix_caching),
+        "mm_processor_kwargs": {"min_pixels": int(min_pixels), "max_pixels": int(max_pixels)},
+    }
+    if seed is not None:
+        kw["seed"] = int(seed)
+    kw.update(extra)
+    return kw
+
+
+def prepare_input(image: Any, question: str, *, min_pixels: int = 12544, max_pixels: int = 2007040,
+                  layout: str = "inference") -> dict:
+    """One vLLM prompt dict: reference ChatML text plus the smart-resized RGB image."""
+    from PIL import Image
+
+    from sceneparser import prompts
+    from sceneparser.model.processor import smart_resize
+
+    img = image if image.mode == "RGB" else image.convert("RGB")
+    w, h = img.size
+    rh, rw = smart_resize(h, w, factor=28, min_pixels=min_pixels, max_pixels=max_pixels)
+    if (rw, rh) != (w, h):
+        img = img.resize((rw, rh), Image.Resampling.BICUBIC)
+    return {"prompt": prompts.chat_text(question, layout=layout), "multi_modal_data": {"image": img}}
+
+
+def tokenizer_dir(model_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
+    """A directory vLLM can load our checkpoint-compatible tokenizer from.
+
+    Our own model directories already ship a correct ``tokenizer.json`` and are returned as is;
+    a Rex-Omni-layout checkpoint (reused ids, no ``tokenizer.json``) is converted once by
+    :func:`sceneparser.model.tokenizer.load_tokenizer` and saved under the cache.
+    """
+    from sceneparser.model import tokenizer as tok_mod
+
+    path = Path(model_path)
+    if not path.is_dir():
+        return str(model_path)  # a hub id: vLLM resolves it (the caller accepts its tokenizer)
+    if tok_mod.detect_layout(path) not in ("reused-ids", "vocab-merges"):
+        return str(path)
+    root = Path(cache_dir) if cache_dir is not None else tok_mod.default_cache_dir()
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    out = root / f"vllm-{key}"
+    if not (out / "tokenizer.json").is_file():
+        tok = tok_mod.load_tokenizer(path)
+        tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+        tok.save_pretrained(tmp)
+        if out.exists():  # another process won the race; keep its copy
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    return str(out)
+
+
+@contextlib.contextmanager
+def _single_gpu_world(local_rank: int | None) -> Iterator[None]:
+    """Hide torchrun's variables (and pin one GPU) while vLLM builds its own one-GPU world."""
+    if local_rank is None:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in (*_TORCHRUN_VARS, "CUDA_VISIBLE_DEVICES")}
+    try:
+        for k in _TORCHRUN_VARS:
+            os.environ.pop(k, None)
+        visible = saved["CUDA_VISIBLE_DEVICES"]
+        devices = visible.split(",") if visible else None
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices[local_rank] if devices and local_rank < len(devices) else str(local_rank)
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class VLLMBackend:
+    """Batched generation with vLLM and the reference engine/sampling settings."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        *,
+        max_new_tokens: int = 2048,
+        max_model_len: int = 4096,
+        gpu_memory_utilization: float = 0.8,
+        tensor_parallel_size: int = 1,
+        min_pixels: int = 12544,
+        max_pixels: int = 2007040,
+        dtype: str | None = None,
+        device: str | None = None,
+        local_rank: int | None = None,
+        enable_prefix_caching: bool = True,
+        seed: int | None = None,
+        **engine_extra: Any,
+    ):
+        vllm = require("vllm", "vllm")
+        if device is not None and str(device).startswith("cpu"):
+            raise ModelLoadError("the vLLM backend needs a GPU; use --backend hf on CPU")
+        if device is not None and local_rank is None and str(device).startswith("cuda:"):
+            local_rank = int(str(device).split(":", 1)[1])
+        self.min_pixels = int(min_pixels)
+        self.max_pixels = int(max_pixels)
+        kwargs = engine_kwargs(
+            str(model_path),
+            tokenizer_dir(model_path),
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            tensor_parallel_size=tensor_parallel_size,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            dtype=dtype,
+            enable_prefix_caching=enable_prefix_caching,
+            seed=seed,
+            **engine_extra,
+        )
+        try:
+            with _single_gpu_world(local_rank):
+                self.llm = vllm.LLM(**kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"vLLM could not load {model_path}: {exc}") from exc
+        self.sampling = vllm.SamplingParams(**sampling_kwargs(max_new_tokens))
+
+    def generate(self, requests: Sequence[Any]) -> list[str]:
+        """Raw answer text per request (stop strings excluded, special tokens kept)."""
+        if not requests:
+            return []
+        inputs = [
+            prepare_input(r.image, r.question, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+            for r in requests
+        ]
+        outputs = self.llm.generate(inputs, self.sampling, use_tqdm=False)
+        return [o.outputs[0].text for o in outputs]
