@@ -1,0 +1,467 @@
+"""The transformers inference backend: batched greedy decoding with prefix reuse.
+
+``TransformersBackend.generate(requests) -> list[str]`` is the whole interface (the vLLM backend
+matches it). Decoding follows the reference settings (evaluation.md §3.2): greedy, repetition
+penalty 1.05 over prompt + generated tokens, stop at ``<|im_end|>`` (and ``<|endoftext|>``) and at
+the string ``<0><0><0><0>`` (the stop string is cut from the text, as vLLM does), at most 2048 new
+tokens and 4096 tokens of context (prompt + output). All of it is configurable.
+
+Speed:
+
+* **batching** — requests run in batches (left padding), one decode step for the whole batch;
+* **prefix reuse** — queries on the same image share the system turn + image prefix: the vision
+  tower and the prefix prefill run once per image, and its KV cache is copied to every query of
+  that image. Each query then appends only its question (pads sit between prefix and question,
+  masked out; positions continue from the prefix, so every query sees exactly the positions of
+  an unshared run).
+
+The decode loop is our own (not ``model.generate``) so that positions (3D M-RoPE), masks and the
+shared cache are explicit; a test checks it against ``model.generate`` token for token.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Hashable, Sequence
+
+from sceneparser.errors import InputError
+
+DEFAULT_STOP_STRINGS: tuple[str, ...] = ("<0><0><0><0>",)
+DEFAULT_STOP_TOKENS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One query on one image. Requests with the same ``image_key`` (default: the same image
+    object) share their prefix."""
+
+    image: Any
+    question: str
+    image_key: Hashable | None = None
+
+    @property
+    def key(self) -> Hashable:
+        return self.image_key if self.image_key is not None else id(self.image)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings; the defaults are the reference's."""
+
+    max_new_tokens: int = 2048
+    min_new_tokens: int = 0
+    max_context: int = 4096
+    repetition_penalty: float = 1.05
+    stop_strings: tuple[str, ...] = DEFAULT_STOP_STRINGS
+    stop_tokens: tuple[str, ...] = DEFAULT_STOP_TOKENS
+    batch_size: int = 8
+    prefix_reuse: bool = True
+    layout: str = "inference"
+    system: str | None = None
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise InputError("max_new_tokens must be at least 1")
+        if self.min_new_tokens < 0 or self.min_new_tokens > self.max_new_tokens:
+            raise InputError("min_new_tokens must be between 0 and max_new_tokens")
+        if self.batch_size < 1:
+            raise InputError("batch_size must be at least 1")
+        if self.repetition_penalty <= 0:
+            raise InputError("repetition_penalty must be positive")
+        if self.layout not in ("inference", "training"):
+            raise InputError("layout must be 'inference' or 'training'")
+        object.__setattr__(self, "stop_strings", tuple(self.stop_strings or ()))
+        object.__setattr__(self, "stop_tokens", tuple(self.stop_tokens or ()))
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> "GenerationSettings":
+        names = {f.name for f in fields(cls)}
+        unknown = set(kwargs) - names
+        if unknown:
+            raise InputError(f"unknown generation settings: {sorted(unknown)} (known: {sorted(names)})")
+        return cls(**kwargs)
+
+
+@dataclass
+class GenerationOutput:
+    """What one request produced. ``finish_reason``: ``stop`` (stop token), ``stop_string``,
+    ``length`` (max_new_tokens), ``context`` (max_context reached) or ``prompt_too_long``."""
+
+    text: str
+    token_ids: list[int]
+    num_prompt_tokens: int
+    finish_reason: str
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class _Prepared:
+    index: int
+    request: GenerationRequest
+    prefix: list[str]
+    suffix: list[str]
+    full: list[str]
+
+
+@dataclass
+class _Row:
+    """A sequence being decoded."""
+
+    index: int
+    prompt_ids: list[int]
+    limit: int
+    generated: list[int] = field(default_factory=list)
+    finish: str | None = None
+    cut: int | None = None  # text cut position (stop string)
+
+
+def mrope_positions(ids: Sequence[int], image_token_id: int, grids: Sequence[Sequence[int]], merge_size: int):
+    """3D M-RoPE positions ``(3, len(ids))`` of one unpadded sequence, and the next free position.
+
+    Text tokens advance all three axes together; each run of image tokens is one image of grid
+    ``(t, h, w)`` laid out as ``(t, h/merge, w/merge)`` from the current position, after which
+    text continues at ``start + max(h, w)/merge`` (transformers' ``get_rope_index`` for images).
+    """
+    import torch
+
+    pos = torch.empty((3, len(ids)), dtype=torch.long)
+    cur = 0
+    i = 0
+    g = 0
+    n = len(ids)
+    while i < n:
+        if ids[i] != image_token_id:
+            j = i
+            while j < n and ids[j] != image_token_id:
+                j += 1
+            pos[:, i:j] = torch.arange(cur, cur + j - i).unsqueeze(0)
+            cur += j - i
+            i = j
+            continue
+        t, h, w = (int(v) for v in grids[g])
+        g += 1
+        lh, lw = h // merge_size, w // merge_size
+        count = t * lh * lw
+        tt = torch.arange(t).view(-1, 1, 1).expand(t, lh, lw).reshape(-1)
+        hh = torch.arange(lh).view(1, -1, 1).expand(t, lh, lw).reshape(-1)
+        ww = torch.arange(lw).view(1, 1, -1).expand(t, lh, lw).reshape(-1)
+        pos[0, i : i + count] = tt + cur
+        pos[1, i : i + count] = hh + cur
+        pos[2, i : i + count] = ww + cur
+        cur += max(lh, lw)
+        i += count
+    return pos, cur
+
+
+class TransformersBackend:
+    """Batched greedy generation with a ``Qwen2_5_VLForConditionalGeneration``."""
+
+    def __init__(self, model, processor, settings: GenerationSettings | None = None, **overrides):
+        self.model = model
+        self.processor = processor
+        settings = settings or GenerationSettings()
+        self.settings = replace(settings, **overrides) if overrides else settings
+        tok = processor.tokenizer
+        self.stop_ids = sorted(
+            {
+                i
+                for i in (tok.convert_tokens_to_ids(t) for t in self.settings.stop_tokens)
+                if i is not None and i != tok.unk_token_id
+            }
+        )
+        self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._stop_window = max((len(s) for s in self.settings.stop_strings), default=0) + 4
+
+    @classmethod
+    def from_pretrained(cls, path, device=None, dtype=None, **generation) -> "TransformersBackend":
+        from sceneparser.model.loading import load_model_dir
+
+        settings = GenerationSettings.from_kwargs(**generation)
+        model, processor = load_model_dir(path, device=device, dtype=dtype)
+        return cls(model, processor, settings)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def with_settings(self, **overrides) -> "TransformersBackend":
+        """A backend sharing the model with some settings changed."""
+        return TransformersBackend(self.model, self.processor, replace(self.settings, **overrides))
+
+    # ------------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """Generated text per request (special tokens kept, stop token/string removed)."""
+        return [o.text for o in self.generate_detailed(requests)]
+
+    def generate_detailed(self, requests: Sequence[GenerationRequest], progress: bool = False) -> list[GenerationOutput]:
+        from sceneparser.model.processor import chat_pieces, split_prefix
+
+        s = self.settings
+        prepared = []
+        for i, r in enumerate(requests):
+            full = chat_pieces(r.question, layout=s.layout, system=s.system)
+            prefix, suffix = split_prefix(full)
+            prepared.append(_Prepared(i, r, prefix, suffix, full))
+        outputs: list[GenerationOutput | None] = [None] * len(prepared)
+        batches = self._plan_batches(prepared)
+        bar = None
+        if progress and len(prepared) > 1:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(prepared), desc="generate", unit="query", leave=False)
+        for batch in batches:
+            for out_index, out in self._run_batch(batch):
+                outputs[out_index] = out
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        return [o for o in outputs]  # type: ignore[misc]
+
+    def _plan_batches(self, prepared: list[_Prepared]) -> list[list[_Prepared]]:
+        bs = self.settings.batch_size
+        if not self.settings.prefix_reuse:
+            return [prepared[i : i + bs] for i in range(0, len(prepared), bs)]
+        groups: dict[Hashable, list[_Prepared]] = {}
+        for p in prepared:
+            groups.setdefault(p.request.key, []).append(p)
+        batches: list[list[_Prepared]] = []
+        current: list[_Prepared] = []
+        for group in groups.values():
+            for k in range(0, len(group), bs):
+                chunk = group[k : k + bs]
+                if current and len(current) + len(chunk) > bs:
+                    batches.append(current)
+                    current = []
+                current = current + chunk
+        if current:
+            batches.append(current)
+        return batches
+
+    # ------------------------------------------------------------------------------------
+
+    def _forward(self, **kw):
+        cache = kw.pop("cache", None)
+        if cache is not None:
+            kw[self._cache_kw] = cache
+        out = self.model(**kw, use_cache=True, logits_to_keep=1, return_dict=True)
+        new_cache = getattr(out, "cache", None)
+        if new_cache is None:
+            new_cache = getattr(out, "past_key_values", None)
+        return out.logits[:, -1, :].float(), new_cache
+
+    def _run_batch(self, batch: list[_Prepared]):
+        import torch
+
+        s = self.settings
+        proc = self.processor
+        dev = self.device
+        t0 = time.perf_counter()
+        reuse = s.prefix_reuse
+        # units = sequences that are prefilled together with their image
+        if reuse:
+            unit_of: list[int] = []
+            keys: dict[Hashable, int] = {}
+            units: list[_Prepared] = []
+            for p in batch:
+                if p.request.key not in keys:
+                    keys[p.request.key] = len(units)
+                    units.append(p)
+                unit_of.append(keys[p.request.key])
+            unit_pieces = [u.prefix for u in units]
+        else:
+            units = list(batch)
+            unit_of = list(range(len(batch)))
+            unit_pieces = [u.full for u in units]
+        vision = proc.image_processor([u.request.image for u in units])
+        grids = vision["image_grid_thw"]
+        merge = proc.image_processor.merge_size
+        counts = [int(g.prod()) // (merge * merge) for g in grids]
+        unit_ids = [proc.encode(pieces, [c]) for pieces, c in zip(unit_pieces, counts)]
+        unit_pos = [mrope_positions(ids, proc.image_token_id, [g.tolist()], merge) for ids, g in zip(unit_ids, grids)]
+        suffix_ids = [proc.encode(p.suffix) if reuse else [] for p in batch]
+
+        rows = []
+        results = []
+        keep_rows = []
+        for b, p in enumerate(batch):
+            prompt = unit_ids[unit_of[b]] + suffix_ids[b]
+            limit = min(s.max_new_tokens, s.max_context - len(prompt))
+            if limit <= 0:
+                results.append(
+                    (p.index, GenerationOutput("", [], len(prompt), "prompt_too_long"))
+                )
+                continue
+            rows.append(_Row(p.index, prompt, limit))
+            keep_rows.append(b)
+        if not rows:
+            return results
+        # drop units nobody needs any more
+        needed_units = sorted({unit_of[b] for b in keep_rows})
+        remap = {u: k for k, u in enumerate(needed_units)}
+        pv_parts, g_parts = [], []
+        offsets = [0]
+        for g in grids:
+            offsets.append(offsets[-1] + int(g.prod()))
+        for u in needed_units:
+            pv_parts.append(vision["pixel_values"][offsets[u] : offsets[u + 1]])
+            g_parts.append(grids[u : u + 1])
+        pixel_values = torch.cat(pv_parts).to(dev, self.model.dtype)
+        grid_thw = torch.cat(g_parts).to(dev)
+        u_ids = [unit_ids[u] for u in needed_units]
+        u_pos = [unit_pos[u] for u in needed_units]
+        row_unit = torch.tensor([remap[unit_of[b]] for b in keep_rows], dtype=torch.long)
+
+        # ---- prefill the units (left padded)
+        L = max(len(x) for x in u_ids)
+        U = len(u_ids)
+        ids = torch.full((U, L), proc.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((U, L), dtype=torch.long)
+        pos = torch.ones((3, U, L), dtype=torch.long)
+        next_pos = torch.zeros(U, dtype=torch.long)
+        for k, (x, (pp, nxt)) in enumerate(zip(u_ids, u_pos)):
+            ids[k, L - len(x) :] = torch.tensor(x)
+            mask[k, L - len(x) :] = 1
+            pos[:, k, L - len(x) :] = pp
+            next_pos[k] = nxt
+        with torch.inference_mode():
+            logits, cache = self._forward(
+                input_ids=ids.to(dev),
+                attention_mask=mask.to(dev),
+                position_ids=pos.to(dev),
+                pixel_values=pixel_values,
+                image_grid_thw=grid_thw,
+            )
+            if reuse:
+                # ---- share each unit's cache with its queries, then append the questions
+                sel = row_unit.to(dev)
+                cache.batch_select_indices(sel)
+                mask = mask[row_unit]
+                sfx = [suffix_ids[b] for b in keep_rows]
+                S = max(len(x) for x in sfx)
+                B = len(sfx)
+                sids = torch.full((B, S), proc.pad_token_id, dtype=torch.long)
+                smask = torch.zeros((B, S), dtype=torch.long)
+                spos = torch.ones((3, B, S), dtype=torch.long)
+                start = next_pos[row_unit]
+                for k, x in enumerate(sfx):
+                    sids[k, S - len(x) :] = torch.tensor(x)
+                    smask[k, S - len(x) :] = 1
+                    spos[:, k, S - len(x) :] = torch.arange(int(start[k]), int(start[k]) + len(x)).unsqueeze(0)
+                mask = torch.cat([mask, smask], dim=1)
+                logits, cache = self._forward(
+                    input_ids=sids.to(dev), attention_mask=mask.to(dev), position_ids=spos.to(dev), cache=cache
+                )
+                cur_pos = start + torch.tensor([len(x) for x in sfx], dtype=torch.long)
+            else:
+                cur_pos = next_pos[row_unit]
+        t_prefill = time.perf_counter() - t0
+        for r in rows:
+            r.prefill = t_prefill  # type: ignore[attr-defined]
+
+        # ---- greedy decoding
+        vocab = logits.shape[-1]
+        seen = torch.zeros((len(rows), vocab), dtype=torch.bool, device=dev)
+        for k, r in enumerate(rows):
+            pid = torch.tensor([t for t in r.prompt_ids if t < vocab], dtype=torch.long, device=dev)
+            seen[k, pid] = True
+        stop_ids = torch.tensor(self.stop_ids, dtype=torch.long, device=dev)
+        mask = mask.to(dev)
+        cur_pos = cur_pos.to(dev)
+        active = list(range(len(rows)))
+        step = 0
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            while True:
+                scores = logits
+                if s.repetition_penalty != 1.0:
+                    pen = torch.where(scores < 0, scores * s.repetition_penalty, scores / s.repetition_penalty)
+                    scores = torch.where(seen, pen, scores)
+                if step < s.min_new_tokens and len(stop_ids):
+                    scores = scores.clone()
+                    scores[:, stop_ids] = float("-inf")
+                next_tokens = scores.argmax(dim=-1)
+                seen[torch.arange(len(active), device=dev), next_tokens] = True
+                toks = next_tokens.tolist()
+                still = []
+                for k, (a, tok) in enumerate(zip(active, toks)):
+                    r = rows[a]
+                    if tok in self.stop_ids and step >= s.min_new_tokens:
+                        r.finish = "stop"
+                        continue
+                    r.generated.append(tok)
+                    if self._hit_stop_string(r):
+                        r.finish = "stop_string"
+                        continue
+                    if len(r.generated) >= r.limit:
+                        r.finish = "length" if r.limit == s.max_new_tokens else "context"
+                        continue
+                    still.append(k)
+                step += 1
+                if not still:
+                    break
+                if len(still) < len(active):
+                    keep = torch.tensor(still, dtype=torch.long, device=dev)
+                    cache.batch_select_indices(keep)
+                    mask = mask[keep]
+                    cur_pos = cur_pos[keep]
+                    seen = seen[keep]
+                    next_tokens = next_tokens[keep]
+                    active = [active[k] for k in still]
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                logits, cache = self._forward(
+                    input_ids=next_tokens.view(-1, 1),
+                    attention_mask=mask,
+                    position_ids=cur_pos.view(1, -1, 1).expand(3, -1, 1),
+                    cache=cache,
+                )
+                cur_pos = cur_pos + 1
+        t_decode = time.perf_counter() - t1
+        tok = proc.tokenizer
+        for r in rows:
+            text = tok.decode(r.generated, skip_special_tokens=False)
+            if r.finish == "stop_string":
+                text = self._cut_stop_string(text)
+            results.append(
+                (
+                    r.index,
+                    GenerationOutput(
+                        text=text,
+                        token_ids=list(r.generated),
+                        num_prompt_tokens=len(r.prompt_ids),
+                        finish_reason=r.finish or "length",
+                        prefill_s=t_prefill,
+                        decode_s=t_decode,
+                    ),
+                )
+            )
+        return results
+
+    def _hit_stop_string(self, row: _Row) -> bool:
+        if not self.settings.stop_strings:
+            return False
+        window = self.processor.tokenizer.decode(row.generated[-self._stop_window :], skip_special_tokens=False)
+        return any(st in window for st in self.settings.stop_strings)
+
+    def _cut_stop_string(self, text: str) -> str:
+        hits = [text.find(st) for st in self.settings.stop_strings if st in text]
+        return text[: min(hits)] if hits else text
+
+
+__all__ = [
+    "DEFAULT_STOP_STRINGS",
+    "DEFAULT_STOP_TOKENS",
+    "GenerationOutput",
+    "GenerationRequest",
+    "GenerationSettings",
+    "TransformersBackend",
+    "mrope_positions",
+]

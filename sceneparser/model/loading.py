@@ -1,0 +1,276 @@
+"""Save and load a complete SceneParser model directory.
+
+A model directory holds what transformers and vLLM expect of a Qwen2.5-VL checkpoint:
+
+* ``config.json`` (+ ``generation_config.json``) and the weights (``model.safetensors`` or a sharded
+  ``model.safetensors.index.json`` with its shards);
+* the tokenizer: ``tokenizer.json`` + ``tokenizer_config.json`` (our models), or the Rex-Omni
+  layout ``vocab.json`` + ``merges.txt`` + ``tokenizer_config.json`` (released checkpoints; see
+  :mod:`sceneparser.model.tokenizer`);
+* ``chat_template.jinja`` and ``preprocessor_config.json``;
+* optionally ``sceneparser.json`` with extra metadata (training stage, data, ...).
+
+We save the parts ourselves: ``Qwen2_5_VLProcessor.save_pretrained`` and ``AutoProcessor`` need a
+torchvision video processor (rex_omni.md §7.3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from sceneparser.errors import ModelLoadError
+
+EXTRA_FILE = "sceneparser.json"
+
+
+def resolve_device(device: Any = None):
+    """``torch.device``: the given one, else cuda, else mps, else cpu."""
+    import torch
+
+    if device is not None and str(device) != "auto":
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            from sceneparser.errors import InputError
+
+            raise InputError(f"unknown device {device!r} (use cpu, cuda, cuda:N or mps)") from exc
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            from sceneparser.errors import InputError
+
+            raise InputError("device 'cuda' requested but CUDA is not available on this machine")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+def resolve_dtype(dtype: Any, device) -> Any:
+    """``torch.dtype``: the given one, else bfloat16 on CUDA and float32 elsewhere."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = _DTYPES.get(str(dtype).lower().replace("torch.", ""))
+    if name is None:
+        from sceneparser.errors import InputError
+
+        raise InputError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
+    return getattr(torch, name)
+
+
+def default_model_dir() -> Path:
+    """Where the shipped default model lives: ``sceneparser/assets/default_model/``."""
+    import sceneparser
+
+    return Path(sceneparser.__file__).resolve().parent / "assets" / "default_model"
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not text.startswith((".", "~"))
+        and "\\" not in text
+        and all(c.isalnum() or c in "-_." for part in parts for c in part)
+    )
+
+
+def resolve_model_path(path: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A local model directory for ``path``.
+
+    * ``None``: the shipped default model (``sceneparser/assets/default_model/``);
+    * an existing directory: itself;
+    * a hub id such as ``SceneParser/SceneParser-model``: its snapshot in huggingface_hub's cache
+      (``cache_dir``, default the HF cache), downloaded when online. Offline and not cached gives
+      a :class:`ModelLoadError` saying so.
+    """
+    if path is None:
+        d = default_model_dir()
+        if d.is_dir() and (d / "config.json").is_file():
+            return d
+        raise ModelLoadError(
+            f"no default model is installed (expected {d}); it is trained and shipped by a later "
+            "release. Pass a model directory or hub id, e.g. --model PATH or "
+            "SceneParser.from_pretrained('path/to/model')"
+        )
+    p = Path(os.path.expanduser(str(path)))
+    if p.exists():
+        return p
+    text = str(path)
+    if not _looks_like_hub_id(text):
+        raise ModelLoadError(f"model directory not found: {text}")
+    return _hub_snapshot(text, cache_dir)
+
+
+def _hub_snapshot(repo_id: str, cache_dir) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ModelLoadError(f"{repo_id!r} is not a local directory and huggingface_hub is not installed") from exc
+    cache = str(cache_dir) if cache_dir is not None else None
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache, local_files_only=True))
+    except Exception:
+        pass  # not cached (completely): try the network below
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if offline:
+        raise ModelLoadError(
+            f"model {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+            "download it on a machine with network access (huggingface-cli download "
+            f"{repo_id}) or pass a local model directory"
+        )
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot download model {repo_id!r} from the Hugging Face hub ({type(exc).__name__}: {exc}); "
+            "check the name and your network, or pass a local model directory"
+        ) from exc
+
+
+def missing_files(path: str | os.PathLike) -> list[str]:
+    """Names of required files absent from a model directory (empty list: complete)."""
+    path = Path(path)
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError):
+            shards = []
+            missing.append("model.safetensors.index.json (unreadable)")
+        missing += [s for s in shards if not (path / s).is_file()]
+    elif not (path / "model.safetensors").is_file():
+        missing.append("model.safetensors (or model.safetensors.index.json with its shards)")
+    has_fast = (path / "tokenizer.json").is_file()
+    has_bpe = (path / "vocab.json").is_file() and (path / "merges.txt").is_file()
+    if not (has_fast or has_bpe):
+        missing.append("tokenizer.json (or vocab.json + merges.txt)")
+    if not (path / "tokenizer_config.json").is_file():
+        missing.append("tokenizer_config.json")
+    if not (path / "preprocessor_config.json").is_file():
+        missing.append("preprocessor_config.json")
+    return missing
+
+
+def save_model_dir(model, processor, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write a complete model directory (see module docstring) and return its path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path), safe_serialization=True)
+    processor.tokenizer.save_pretrained(str(path))
+    if not (path / "chat_template.jinja").is_file() and processor.tokenizer.chat_template:
+        (path / "chat_template.jinja").write_text(processor.tokenizer.chat_template, encoding="utf-8")
+    processor.image_processor.save_pretrained(path)
+    if extra is not None:
+        (path / EXTRA_FILE).write_text(json.dumps(extra, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def read_extra(path: str | os.PathLike) -> dict:
+    f = Path(path) / EXTRA_FILE
+    if not f.is_file():
+        return {}
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def load_processor(path: str | os.PathLike, config=None):
+    """The :class:`SceneParserProcessor` of a model directory, configured from its model config."""
+    from sceneparser.model.processor import ImageProcessor, SceneParserProcessor
+    from sceneparser.model.tokenizer import load_tokenizer
+
+    path = Path(path)
+    if config is None:
+        config = load_config(path)
+    in_channels = int(getattr(getattr(config, "vision_config", None), "in_channels", 3) or 3)
+    if in_channels not in (3, 5):
+        raise ModelLoadError(f"{path}: vision_config.in_channels={in_channels} is not supported (3 or 5)")
+    image_processor = ImageProcessor.from_pretrained(path, coord_channels=in_channels == 5)
+    tokenizer = load_tokenizer(path)
+    processor = SceneParserProcessor(image_processor, tokenizer)
+    vocab = int(getattr(config.get_text_config(), "vocab_size", 0) or 0)
+    top = max(tokenizer.get_vocab().values())
+    if vocab and top >= vocab:
+        raise ModelLoadError(
+            f"{path}: the tokenizer has ids up to {top} but the model's embedding table has {vocab} rows; "
+            "the tokenizer and the weights do not belong together (or the coordinate-token ids were renumbered)"
+        )
+    return processor
+
+
+def load_config(path: str | os.PathLike):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot read the model config in {path}: {exc}") from exc
+
+
+def load_model_dir(path: str | os.PathLike, device=None, dtype=None, *, attn_implementation: str = "sdpa"):
+    """``(model, processor)`` from a model directory; the model is in eval mode on ``device``.
+
+    Raises :class:`ModelLoadError` naming every missing file, or the problem with a corrupt one.
+    """
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model directory not found: {path}")
+    if not path.is_dir():
+        raise ModelLoadError(f"not a model directory: {path}")
+    missing = missing_files(path)
+    if missing:
+        raise ModelLoadError(f"model directory {path} is incomplete; missing: {', '.join(missing)}")
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    config = load_config(path)
+    processor = load_processor(path, config)
+    try:
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            str(path), config=config, dtype=dt, attn_implementation=attn_implementation
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the weights in {path}: {type(exc).__name__}: {exc}") from exc
+    model.to(dev)
+    model.eval()
+    return model, processor
+
+
+__all__ = [
+    "default_model_dir",
+    "load_model_dir",
+    "resolve_model_path",
+    "load_processor",
+    "missing_files",
+    "read_extra",
+    "resolve_device",
+    "resolve_dtype",
+    "save_model_dir",
+]
