@@ -165,19 +165,29 @@ class SceneParser:
 
     # ---- parsing -----------------------------------------------------------------------
 
-    def _load(self, image):
+    def load_image(self, image):
+        """An image (path, bytes, file or PIL image) as RGB, with this parser's EXIF and size rules."""
         from sceneparser.model.processor import load_image
 
-        name = str(image) if isinstance(image, (str, os.PathLike)) else None
-        return load_image(image, exif_transpose=self.exif_transpose, max_image_pixels=self.max_image_pixels), name
+        return load_image(image, exif_transpose=self.exif_transpose, max_image_pixels=self.max_image_pixels)
 
-    def _jobs(self, image, query, scene: bool, template: str | None) -> tuple[list[_Job], bool]:
+    def _jobs(
+        self, image, query, scene: bool, template: str | None, name: str | None = None, loaded: dict | None = None
+    ) -> tuple[list[_Job], bool]:
         """Jobs for one image; also whether the caller asked for a list."""
         from sceneparser import prompts
 
         if scene and query is not None:
             raise InputError("give either a query or scene=True, not both")
-        img, name = self._load(image)
+        path_key = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        if name is None and path_key is not None:
+            name = str(path_key)
+        if loaded is not None and path_key is not None and path_key in loaded:
+            img = loaded[path_key]
+        else:
+            img = self.load_image(image)
+            if loaded is not None and path_key is not None:
+                loaded[path_key] = img
         key = id(img)
         if query is None:
             q = prompts.scene_question(self.scene_template)
@@ -192,7 +202,10 @@ class SceneParser:
 
     def parse(self, image, query: str | Sequence[str] | None = None, scene: bool = False, *, template: str | None = None):
         """Parse one image. ``query``: a category (-> one :class:`ParseResult`), a list of categories
-        (-> a list, sharing the image prefix) or ``None``/``scene=True`` (every object)."""
+        (-> a list, sharing the image prefix) or ``None``/``scene=True`` (every object).
+
+        ``image`` is a path, bytes, a file object or a PIL image. Coordinates in the result are
+        pixels of the image as loaded (EXIF orientation ignored unless ``exif_transpose``)."""
         jobs, as_list = self._jobs(image, query, scene, template)
         results = self._run(jobs)
         return results if as_list else results[0]
@@ -201,18 +214,23 @@ class SceneParser:
         """Parse many ``(image, query)`` pairs in batches, flattened in input order.
 
         An item is ``(image, query)`` with ``query`` a string, a list of strings or ``None``
-        (scene), or a dict ``{"image": ..., "query": ..., "scene": bool, "template": str}``.
+        (scene), or a dict ``{"image": ..., "query": ..., "scene": bool, "template": str,
+        "name": str}`` (``name`` is reported as ``result.image``). Queries on one image (the same
+        object or the same path) share the image prefix, across items too.
         """
         jobs: list[_Job] = []
+        loaded: dict = {}  # each image path is decoded once and its prefix shared
         for item in items:
+            name = None
             if isinstance(item, dict):
                 image = item.get("image")
                 query, scene, template = item.get("query"), bool(item.get("scene", False)), item.get("template")
+                name = item.get("name")
             elif isinstance(item, (list, tuple)) and len(item) == 2:
                 (image, query), scene, template = item, False, None
             else:
                 raise InputError("parse_many items are (image, query) pairs or dicts with an 'image' key")
-            jobs += self._jobs(image, query, scene, template)[0]
+            jobs += self._jobs(image, query, scene, template, name=name, loaded=loaded)[0]
         return self._run(jobs, progress=progress)
 
     def _run(self, jobs: list[_Job], progress: bool = False) -> list[ParseResult]:
