@@ -166,6 +166,14 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None =
     os.replace(tmp, path)
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) via a temporary file and an atomic rename."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def iter_answer_files(directory: str | os.PathLike) -> Iterator[Path]:
     """The shard answer files under ``directory`` in a stable order."""
     directory = Path(directory)

@@ -9,8 +9,9 @@ record order (each object's GT built by the same function), and the scene questi
 Mask paths: the metrics open ``mask_path`` relative to the current directory, as the reference
 does (its driver runs from the repository root, where the benchmark's relative paths resolve).
 When a ``mask_root`` is given (the eval command passes ``--image-root`` unless ``--mask-root``
-says otherwise), relative GT mask paths are rewritten to ``mask_root/mask_path`` so masks that
-live next to the images (e.g. synthetic data) are actually used wherever the run starts.
+says otherwise), relative GT mask paths are rewritten to the absolute ``mask_root/mask_path``, so
+masks that live next to the images (e.g. synthetic data) are actually used, and ``answer.jsonl``
+re-scores to the same numbers (``sceneparser metrics``) from any directory.
 
 Nothing here opens an image; :func:`load_image` does, for the runner.
 """
@@ -69,7 +70,7 @@ def _rebase_masks(gt: dict, mask_root: str | os.PathLike) -> dict:
             for aff in part.get("affordances") or []:
                 mp = aff.get("mask_path")
                 if isinstance(mp, str) and mp and not os.path.isabs(mp):
-                    aff = {**aff, "mask_path": os.path.join(root, mp)}
+                    aff = {**aff, "mask_path": os.path.abspath(os.path.join(root, mp))}
                 affs.append(aff)
             parts.append({**part, "affordances": affs})
         objects.append({**obj, "parts": parts})

@@ -1,0 +1,85 @@
+"""``sceneparser eval``: run a model on a benchmark JSONL and score it (resumable, sharded).
+
+A thin layer over :func:`sceneparser.evaluation.runner.run_eval`; see that module for the flow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model directory (or hub id) to evaluate")
+    p.add_argument("--data", required=True, help="benchmark val JSONL (one image per line)")
+    p.add_argument("--out", required=True, help="output directory (answer.jsonl, eval_results_*.json, final_metrics.json)")
+    p.add_argument("--image-root", default=None,
+                   help="directory the records' image_path values are relative to (default: the current directory)")
+    p.add_argument("--mask-root", default=None,
+                   help="directory relative GT mask_path values are joined to (default: --image-root; "
+                        "without either, the metric opens them relative to the current directory, as the reference)")
+    p.add_argument("--level", choices=("object", "scene"), default="object",
+                   help="object: one query per (image, category) as the published protocol; scene: one per image")
+    p.add_argument("--batch-size", type=int, default=16, help="samples per generate call (default 16, the reference driver's)")
+    p.add_argument("--max-new-tokens", type=int, default=2048, help="generation budget per answer (default 2048)")
+    p.add_argument("--parse-mode", choices=("reference", "repair"), default="reference",
+                   help="reference: bit-exact reference parser; repair: also recover truncated/damaged JSON")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N val records (images)")
+    p.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="hf (transformers, CPU/GPU) or vllm (GPU, extra sceneparser[vllm])")
+    p.add_argument("--num-shards", type=int, default=1, help="split the records into K contiguous shards")
+    p.add_argument("--shard-index", type=int, default=0, help="the shard this process answers (0-based)")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="leave samples with missing/undecodable images out of the metrics (reference behaviour); "
+                        "by default they score as empty predictions")
+    p.add_argument("--overwrite", action="store_true", help="discard answers in --out from another run and start afresh")
+    p.add_argument("--question", default=None,
+                   help="question template; '[OBJ]' is replaced by the category (object level). "
+                        "'Return a single JSON object only.\\n' is prepended. Default: the reference driver's")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA if available, else CPU; cuda:LOCAL_RANK under torchrun)")
+    p.add_argument("--dtype", default=None, help="model dtype, e.g. bfloat16 or float32 (default: the backend's)")
+    p.add_argument("--min-pixels", type=int, default=12544, help="smart_resize lower bound (default 12544)")
+    p.add_argument("--max-pixels", type=int, default=2007040, help="smart_resize upper bound (default 2007040)")
+    p.add_argument("--max-model-len", type=int, default=4096, help="token budget of prompt + answer (reference vLLM max_model_len 4096; long answers are cut)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.8, help="vLLM only (reference 0.8)")
+    p.add_argument("--no-fsync", action="store_true", help="do not fsync after each batch (faster on slow disks, less crash-safe)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace):
+    from sceneparser.evaluation.runner import EvalConfig
+
+    return EvalConfig(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        image_root=args.image_root,
+        mask_root=args.mask_root,
+        level=args.level,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        parse_mode=args.parse_mode,
+        limit=args.limit,
+        backend=args.backend,
+        num_shards=args.num_shards,
+        shard_index=args.shard_index,
+        skip_missing=args.skip_missing,
+        overwrite=args.overwrite,
+        question=args.question,
+        device=args.device,
+        dtype=args.dtype,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+        max_model_len=args.max_model_len,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        fsync=not args.no_fsync,
+        progress=not args.no_progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from sceneparser.evaluation.runner import format_summary, run_eval
+
+    outcome = run_eval(config_from_args(args))
+    if outcome.scored:
+        print(format_summary(outcome.summary, outcome.final), file=sys.stdout, flush=True)
+    return 0
