@@ -252,7 +252,15 @@ def convert_vocab_merges(path: str | os.PathLike, out_file: str | os.PathLike) -
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_suffix(f".tmp{os.getpid()}")
-    bpe.save(str(tmp))
+    # ``Tokenizer.save`` writes the BPE model from its id -> string table, which holds only one of
+    # the two strings of a reused id (and then writes merges that name the wrong one). Write the
+    # model's vocabulary and merges ourselves: a JSON vocabulary may map two strings to one id,
+    # and loading it rebuilds exactly the in-memory tokenizer above.
+    data = json.loads(bpe.to_str())
+    data["model"]["vocab"] = vocab
+    data["model"]["merges"] = [[a, b] for a, b in merges]
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=False)
     os.replace(tmp, out_file)
 
 
@@ -345,4 +353,154 @@ __all__ = [
     "convert_vocab_merges",
     "detect_layout",
     "load_tokenizer",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# A Rex-Omni-layout tokenizer directory from the Qwen BPE ranks (offline fixture)
+# --------------------------------------------------------------------------------------------
+
+#: Qwen2.5-VL's added tokens after the 14 listed in rex_omni.md §1.1 (ids 151657+); not special.
+QWEN_EXTRA_ADDED_TOKENS: tuple[str, ...] = (
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map (byte-level BPE vocabularies use it)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def qwen_tiktoken_file() -> Path:
+    """``qwen.tiktoken`` (the Qwen BPE ranks) shipped in the PyPI package ``dashscope``."""
+    from sceneparser.errors import MissingDependencyError
+
+    try:
+        import dashscope
+    except ImportError as exc:
+        raise MissingDependencyError("the Qwen BPE ranks come with dashscope: pip install 'sceneparser[test]'") from exc
+    f = Path(dashscope.__file__).resolve().parent / "resources" / "qwen.tiktoken"
+    if not f.is_file():
+        raise MissingDependencyError(f"{f} not found in the installed dashscope package")
+    return f
+
+
+def load_tiktoken_ranks(path: str | os.PathLike) -> dict[bytes, int]:
+    import base64
+
+    ranks: dict[bytes, int] = {}
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                tok, rank = line.split()
+                ranks[base64.b64decode(tok)] = int(rank)
+    return ranks
+
+
+def vocab_merges_from_ranks(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-level BPE vocabulary and merges equivalent to tiktoken's rank-based BPE.
+
+    Every way to split a token into two vocabulary pieces becomes a merge, ordered by the merged
+    token's rank and then by the pieces' ranks (the usual tiktoken -> HF conversion).
+    """
+    table = _bytes_to_unicode()
+
+    def enc(b: bytes) -> str:
+        return "".join(table[x] for x in b)
+
+    vocab = {enc(tok): rank for tok, rank in ranks.items()}
+    merges: list[tuple[int, int, int, str, str]] = []
+    for tok, rank in ranks.items():
+        if len(tok) < 2:
+            continue
+        for i in range(1, len(tok)):
+            left, right = tok[:i], tok[i:]
+            rl = ranks.get(left)
+            if rl is None:
+                continue
+            rr = ranks.get(right)
+            if rr is None:
+                continue
+            merges.append((rank, rl, rr, enc(left), enc(right)))
+    merges.sort()
+    return vocab, [(a, b) for _, _, _, a, b in merges]
+
+
+def write_rex_omni_tokenizer_dir(
+    out_dir: str | os.PathLike,
+    ranks_file: str | os.PathLike | None = None,
+    *,
+    num_coord_tokens: int = NUM_COORD_TOKENS,
+) -> Path:
+    """Write ``vocab.json``, ``merges.txt`` and a Rex-Omni-layout ``tokenizer_config.json``.
+
+    Built from the real Qwen BPE ranks (default: dashscope's ``qwen.tiktoken``): the coordinate
+    tokens ``<k>`` take over the ids of the last ``num_coord_tokens`` BPE pieces
+    (``150643 + k``), the Qwen specials follow at 151643+, and no ``tokenizer.json`` is written,
+    exactly like the released checkpoints (rex_omni.md §1.2).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ranks = load_tiktoken_ranks(ranks_file or qwen_tiktoken_file())
+    vocab, merges = vocab_merges_from_ranks(ranks)
+    size = len(vocab)
+    with open(out / "vocab.json", "w", encoding="utf-8") as fh:
+        json.dump(vocab, fh, ensure_ascii=False)
+    with open(out / "merges.txt", "w", encoding="utf-8") as fh:
+        fh.write("#version: 0.2\n")
+        fh.writelines(f"{a} {b}\n" for a, b in merges)
+
+    def entry(content: str, special: bool = True) -> dict:
+        return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": special}
+
+    added: dict[str, dict] = {}
+    base = size - num_coord_tokens
+    for k in range(num_coord_tokens):
+        added[str(base + k)] = entry(f"<{k}>")
+    for i, tok in enumerate(QWEN_SPECIAL_TOKENS):
+        added[str(size + i)] = entry(tok)
+    for i, tok in enumerate(QWEN_EXTRA_ADDED_TOKENS):
+        added[str(size + len(QWEN_SPECIAL_TOKENS) + i)] = entry(tok, special=False)
+    config = {
+        "add_bos_token": False,
+        "add_prefix_space": False,
+        "added_tokens_decoder": added,
+        "additional_special_tokens": [f"<{k}>" for k in range(num_coord_tokens)] + list(QWEN_SPECIAL_TOKENS[1:]),
+        "bos_token": None,
+        "chat_template": CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "<|im_end|>",
+        "errors": "replace",
+        "model_max_length": 131072,
+        "pad_token": "<|endoftext|>",
+        "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer",
+        "unk_token": None,
+    }
+    with open(out / "tokenizer_config.json", "w", encoding="utf-8") as fh:
+        json.dump(config, fh, ensure_ascii=False, indent=2)
+    return out
+
+
+__all__ += [
+    "QWEN_EXTRA_ADDED_TOKENS",
+    "load_tiktoken_ranks",
+    "qwen_tiktoken_file",
+    "vocab_merges_from_ranks",
+    "write_rex_omni_tokenizer_dir",
 ]
