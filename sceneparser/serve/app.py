@@ -59,6 +59,7 @@ class ServeConfig:
     max_queries: int = 16
     request_timeout_s: float = 300.0
     model_name: str = "sceneparser"
+    exif_transpose: bool = False
 
 
 # ---------------------------------------------------------------------------- errors
@@ -271,7 +272,9 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
         return error_response(503, str(exc), "unavailable", headers={"Retry-After": "1"})
 
     async def read_image_bytes(data: bytes) -> Any:
-        return await run_in_threadpool(load_image, data, max_pixels=cfg.max_image_pixels)
+        return await run_in_threadpool(
+            load_image, data, max_pixels=cfg.max_image_pixels, exif_transpose=cfg.exif_transpose
+        )
 
     # -- endpoints
     @app.get("/health", summary="liveness and queue state")

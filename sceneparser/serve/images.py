@@ -72,7 +72,7 @@ def decode_base64_image(value: str, *, max_bytes: int, param: str = "image") -> 
     return data
 
 
-def load_image(data: bytes, *, max_pixels: int, param: str = "image") -> Image.Image:
+def load_image(data: bytes, *, max_pixels: int, exif_transpose: bool = False, param: str = "image") -> Image.Image:
     """Decode image bytes into an RGB PIL image, refusing oversized or broken images.
 
     The size is read from the header and checked against ``max_pixels`` before decoding, so a
@@ -113,7 +113,8 @@ def load_image(data: bytes, *, max_pixels: int, param: str = "image") -> Image.I
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img.load()  # decode now, so a truncated file fails here and not inside the model
-            img = ImageOps.exif_transpose(img) or img
+            if exif_transpose:
+                img = ImageOps.exif_transpose(img) or img
             rgb = img.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError):
         raise RequestError(

@@ -87,10 +87,11 @@ def test_extreme_aspect_ratio_is_refused():
     assert err.value.status == 400
 
 
-def test_exif_orientation_is_applied():
+def test_exif_orientation_is_opt_in():
     img = Image.new("RGB", (40, 20), (0, 0, 255))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees
     buf = io.BytesIO()
     img.save(buf, format="JPEG", exif=exif.tobytes())
-    assert load_image(buf.getvalue(), max_pixels=10_000).size == (20, 40)
+    assert load_image(buf.getvalue(), max_pixels=10_000).size == (40, 20)  # as the reference
+    assert load_image(buf.getvalue(), max_pixels=10_000, exif_transpose=True).size == (20, 40)

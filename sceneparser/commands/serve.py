@@ -1,0 +1,108 @@
+"""``sceneparser serve``: the HTTP service (FastAPI + uvicorn) with dynamic batching.
+
+Endpoints: ``POST /v1/parse`` (JSON with base64, or a multipart upload), ``POST
+/v1/chat/completions`` (OpenAI-compatible, image as a data URL), ``GET /v1/models``,
+``GET /health``, and the OpenAPI schema at ``/openapi.json`` (browsable at ``/docs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+from sceneparser.errors import InputError, require
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sceneparser.serve.app import ServeConfig
+
+    d = ServeConfig()
+    parser.add_argument("--model", metavar="PATH", default=None,
+                        help="model directory (default: the released SceneParser model)")
+    parser.add_argument("--host", default=d.host,
+                        help="address to bind (default: %(default)s, this machine only; 0.0.0.0 exposes it)")
+    parser.add_argument("--port", type=int, default=d.port, help="port (default: %(default)s)")
+    parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size, metavar="B",
+                        help="most requests answered in one model batch; 1 = serial (default: %(default)s)")
+    parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, metavar="T",
+                        help="how long the first request of a batch waits for company (default: %(default)s)")
+    parser.add_argument("--max-queue-size", type=int, default=d.max_queue_size, metavar="Q",
+                        help="requests waiting beyond this get HTTP 429 (default: %(default)s)")
+    parser.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels, metavar="P",
+                        help="larger images get HTTP 413, checked before decoding (default: %(default)s)")
+    parser.add_argument("--max-request-bytes", type=int, default=d.max_request_bytes, metavar="S",
+                        help="larger request bodies get HTTP 413, before they are read (default: %(default)s)")
+    parser.add_argument("--max-query-chars", type=int, default=d.max_query_chars,
+                        help="longest query or question accepted (default: %(default)s)")
+    parser.add_argument("--request-timeout", type=float, default=d.request_timeout_s, metavar="SECONDS",
+                        help="a request waiting longer for the model gets HTTP 503 (default: %(default)s)")
+    parser.add_argument("--served-model-name", default=None,
+                        help="model id reported by /v1/models and expected in chat requests "
+                             "(default: the model directory's name)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", default=None, help="torch dtype, e.g. bfloat16 (default: the model's)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap per answer")
+    parser.add_argument("--exif-transpose", action="store_true",
+                        help="apply EXIF orientation to uploads (default: ignore it, as the reference does)")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def served_name(model: str | None, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    if not model:
+        return "sceneparser"
+    from pathlib import Path
+
+    return Path(model).name or "sceneparser"
+
+
+def warn_if_public(host: str) -> None:
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        print(
+            f"warning: binding {host}: the service has no authentication and is reachable from other machines",
+            file=sys.stderr,
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    require("fastapi", "serve")
+    uvicorn = require("uvicorn", "serve")
+    require("multipart", "serve")
+    for name in ("max_batch_size", "max_queue_size", "max_image_pixels", "max_request_bytes", "max_query_chars"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_wait_ms < 0 or args.request_timeout <= 0:
+        raise InputError("--max-wait-ms must be >= 0 and --request-timeout > 0")
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port {args.port} is not a valid port")
+
+    from sceneparser.serve.app import ServeConfig, create_app
+    from sceneparser.serve.engine import load_parser, make_batch_fn
+
+    parser = load_parser(args.model, device=args.device, dtype=args.dtype, max_new_tokens=args.max_new_tokens,
+                         batch_size=args.max_batch_size, max_image_pixels=args.max_image_pixels)
+    cfg = ServeConfig(
+        host=args.host,
+        port=args.port,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue_size=args.max_queue_size,
+        max_image_pixels=args.max_image_pixels,
+        max_request_bytes=args.max_request_bytes,
+        max_query_chars=args.max_query_chars,
+        request_timeout_s=args.request_timeout,
+        model_name=served_name(args.model, args.served_model_name),
+        exif_transpose=args.exif_transpose,
+    )
+    app = create_app(make_batch_fn(parser), cfg)
+    warn_if_public(args.host)
+    print(f"sceneparser serve: http://{args.host}:{args.port}  (docs at /docs, model '{cfg.model_name}')",
+          file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    return 0
