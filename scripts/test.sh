@@ -9,4 +9,11 @@ PIP="python3 -m pip"
 $PIP install -q "torch==2.13.0"
 $PIP install -q -e ".[test]"
 
+# Browser test (tests/serve/test_demo_browser.py): Debian's Chromium, driven by Playwright with
+# executable_path. Installed only when missing; nothing downloads a browser build.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 python3 -m pytest "$@"
