@@ -177,12 +177,6 @@ class _Dist:
     local_rank: int
     torchrun: bool
 
-    def barrier(self) -> None:
-        if self.torchrun:
-            import torch.distributed as dist
-
-            dist.barrier()
-
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
         if not self.torchrun:
@@ -192,6 +186,16 @@ class _Dist:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def gather(self, obj: Any) -> list:
+        """Every rank's ``obj`` (in rank order) on every rank."""
+        if not self.torchrun:
+            return [obj]
+        import torch.distributed as dist
+
+        box: list = [None] * self.world
+        dist.all_gather_object(box, obj)
+        return box
 
     def close(self) -> None:
         if self.torchrun:
@@ -455,9 +459,12 @@ def _run(cfg: EvalConfig, dist: _Dist, backend: Any, log: Callable[[str], None],
             running.update(answered[s.key] for s in mine if s.key in answered)
             _answer(cfg, backend, todo, len(mine), writer, running, timing, counts, show=is_main and cfg.progress)
 
-    dist.barrier()  # every rank's answers are on disk
+    # every rank's answers are on disk once everyone has reported (this is the barrier)
+    per_rank = dist.gather({"rank": dist.rank, "counts": counts, "timing": timing})
     if dist.torchrun and not is_main:
         return EvalOutcome(out, dist.rank, dist.world, False, None, {"counts": counts, "timing": timing})
+    if dist.torchrun:
+        counts = {k: sum(r["counts"][k] for r in per_rank) for k in counts}
 
     # --- merge and score (rank 0 / any shard process that finds everything answered) ---
     merged, missing_images, pending = _merge(cfg, samples, parts_dir)
@@ -480,6 +487,8 @@ def _run(cfg: EvalConfig, dist: _Dist, backend: Any, log: Callable[[str], None],
     timing["total_s"] = time.perf_counter() - t_start
     summary = _summary(cfg, merged, n_rows, samples, bad_lines, sample_problems, missing_images, counts, timing, dist)
     summary["val_field_warnings"] = record_warnings
+    if dist.torchrun:
+        summary["ranks"] = per_rank
     summary["final_metrics"] = final
     answer_io.write_json_atomic(out / "eval_summary.json", summary)
     return EvalOutcome(out, dist.rank, dist.world, True, final, summary)

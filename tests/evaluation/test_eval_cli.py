@@ -1,0 +1,149 @@
+"""``sceneparser eval`` as a user runs it: the real CLI, the tiny model, real processes.
+
+* a plain run writes the four result files and prints the summary table;
+* a run killed with SIGKILL in the middle of writing a batch resumes to the same answers;
+* ``torchrun --nproc-per-node 2`` on CPU gives the same answers and metrics as one process;
+
+The killed run and the torchrun ranks are real processes; the other runs call the CLI entry point
+in-process to save interpreter start-up time.
+* an ``--out`` holding another run is refused without a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+MAX_NEW_TOKENS = "6"
+BATCH = "1"
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    env.pop("SCENEPARSER_DEBUG", None)
+    return env
+
+
+def _args(model, data, out, *extra):
+    return ["eval", "--model", str(model), "--data", str(data / "val.jsonl"), "--out", str(out),
+            "--image-root", str(data), "--max-new-tokens", MAX_NEW_TOKENS, "--batch-size", BATCH,
+            "--no-progress", *extra]
+
+
+def _cli(*args, check=True):
+    """``sceneparser ARGS`` in this process (the CLI entry point, without paying a new interpreter)."""
+    from sceneparser import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(list(args))
+    proc = subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny_model_dir, synth_dir, tmp_path_factory):
+    """One uninterrupted single-process run, shared by the comparisons below."""
+    out = tmp_path_factory.mktemp("eval_cli") / "baseline"
+    proc = _cli(*_args(tiny_model_dir, synth_dir, out))
+    return out, proc
+
+
+def test_eval_writes_the_four_files_and_a_summary(baseline):
+    out, proc = baseline
+    for name in ("answer.jsonl", "eval_results_full.json", "eval_results_filtered.json", "final_metrics.json"):
+        assert (out / name).stat().st_size > 0, name
+    final = json.loads((out / "final_metrics.json").read_text())
+    assert list(final) == ["L1", "L2", "L3", "ParseRate"]
+    assert all(0.0 <= v <= 1.0 for v in final.values())
+    rows = [json.loads(x) for x in (out / "answer.jsonl").read_text().splitlines()]
+    summary = json.loads((out / "eval_summary.json").read_text())
+    assert len(rows) == summary["samples_total"] == summary["samples_scored"] > 0
+    assert all(r["parse_status"] in ("ok", "repaired", "failed") for r in rows)
+    assert all(r["raw_response"] is not None and r["task_name"] == "sceneparser_structured_parsing" for r in rows)
+    assert "L1" in proc.stdout and "ParseRate" in proc.stdout and "samples scored" in proc.stdout
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from sceneparser import cli
+    from sceneparser.evaluation import answers
+
+    original = answers.AnswerWriter.append
+    calls = [0]
+
+    def append(self, rows):
+        rows = list(rows)
+        calls[0] += 1
+        if calls[0] == 3:  # third batch: half of its bytes reach the file, then the process dies
+            data = b"".join(answers.encode_line(r) for r in rows)
+            os.write(self._fd, data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, rows)
+
+    answers.AnswerWriter.append = append
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def test_killed_run_resumes_to_the_same_answers(baseline, tiny_model_dir, synth_dir, tmp_path):
+    ref_out, _ = baseline
+    out = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", KILLER, *_args(tiny_model_dir, synth_dir, out)],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    part = out / "parts" / "answers.shard-0-of-1.jsonl"
+    data = part.read_bytes()
+    assert data.count(b"\n") == 2 and not data.endswith(b"\n")  # two batches + a torn line
+    assert not (out / "answer.jsonl").exists()
+
+    proc = _cli(*_args(tiny_model_dir, synth_dir, out))
+    assert "torn last line" in proc.stderr
+    assert (out / "answer.jsonl").read_text() == (ref_out / "answer.jsonl").read_text()
+    assert (out / "final_metrics.json").read_text() == (ref_out / "final_metrics.json").read_text()
+    summary = json.loads((out / "eval_summary.json").read_text())
+    assert summary["resumed_from_disk"] == 2
+    assert summary["answered_this_run"] == summary["samples_total"] - 2
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_match_one_process(baseline, tiny_model_dir, synth_dir, tmp_path):
+    ref_out, _ = baseline
+    out = tmp_path / "torchrun"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "sceneparser.cli", *_args(tiny_model_dir, synth_dir, out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (out / "parts").iterdir()) == [
+        "answers.shard-0-of-2.jsonl", "answers.shard-1-of-2.jsonl"]
+    assert all((out / "parts" / n).stat().st_size > 0 for n in os.listdir(out / "parts"))  # both ranks answered
+    assert (out / "answer.jsonl").read_text() == (ref_out / "answer.jsonl").read_text()
+    for name in ("final_metrics.json", "eval_results_full.json", "eval_results_filtered.json"):
+        assert (out / name).read_text() == (ref_out / name).read_text(), name
+    summary = json.loads((out / "eval_summary.json").read_text())
+    assert summary["shards"] == 2 and summary["answered_this_run"] == summary["samples_total"]
+    assert proc.stdout.count("samples scored") == 1  # only rank 0 reports
+
+
+def test_out_dir_of_another_run_is_refused_without_traceback(baseline, tiny_model_dir, synth_dir):
+    ref_out, _ = baseline
+    proc = _cli(*_args(tiny_model_dir, synth_dir, ref_out, "--parse-mode", "repair"), check=False)
+    assert proc.returncode == 2
+    assert "parse_mode" in proc.stderr and "--overwrite" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _cli("eval", "--model", str(tiny_model_dir), "--data", str(synth_dir / "nope.jsonl"),
+                "--out", str(ref_out.parent / "x"), check=False)
+    assert proc.returncode == 2 and "nope.jsonl" in proc.stderr and "Traceback" not in proc.stderr
