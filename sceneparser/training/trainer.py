@@ -1,0 +1,315 @@
+"""transformers' Trainer with SceneParser's optimizer groups, loss options and bookkeeping.
+
+* Three learning-rate groups (training.md §4.3): the vision tower without its merger
+  (``vision_tower_lr``), the merger (``mm_projector_lr``) and everything else, i.e. the language
+  model, embeddings and lm_head (``learning_rate``); each split into decay / no-decay. No decay
+  on biases and on every norm weight (LayerNorm and RMSNorm), or, with
+  ``weight_decay_exclude="reference"``, only on ``nn.LayerNorm`` and ``*bias`` as the reference's
+  patch does (so its RMSNorm weights decay, training.md §6.19).
+* Loss normalisation: ``micro_batch`` = the model's token mean per micro-batch, divided by the
+  accumulation steps (the reference); ``global_tokens`` = token sum over the whole global batch
+  divided by its supervised-token count (transformers' ``num_items_in_batch`` path).
+* Freezing: ``tune_vision`` / ``tune_merger`` / ``tune_llm`` switch ``requires_grad`` of the
+  three groups (the reference's lm_head switch had no effect; ours freezes the parameters).
+* Bookkeeping: the collator's ``sp_stats`` (samples, tokens, skips, epochs) are popped before the
+  forward pass and summed per process; ``EpochCallback`` hands the epoch to the dataset;
+  ``CheckpointSignatureCallback`` stamps every checkpoint so an incompatible resume is refused
+  with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback
+
+from sceneparser.training.config import TrainSection
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_FILE = "sceneparser_checkpoint.json"
+
+
+# --------------------------------------------------------------------------- model parts
+
+
+def find_vision_modules(model: nn.Module) -> tuple[nn.Module | None, nn.Module | None]:
+    """``(vision_tower, merger)`` of a Qwen2.5-VL model (also inside a peft wrapper)."""
+    tower = None
+    for name, module in model.named_modules():
+        if name == "visual" or name.endswith(".visual"):
+            tower = module
+            break
+    merger = getattr(tower, "merger", None) if tower is not None else None
+    return tower, merger
+
+
+def parameter_parts(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """Every named parameter in exactly one of ``vision``, ``merger`` and ``llm``."""
+    tower, merger = find_vision_modules(model)
+    merger_ids = {id(p) for p in merger.parameters()} if merger is not None else set()
+    tower_ids = {id(p) for p in tower.parameters()} - merger_ids if tower is not None else set()
+    parts: dict[str, list[tuple[str, nn.Parameter]]] = {"vision": [], "merger": [], "llm": []}
+    seen: set[int] = set()
+    for name, p in model.named_parameters():
+        if id(p) in seen:  # tied weights appear once
+            continue
+        seen.add(id(p))
+        key = "merger" if id(p) in merger_ids else "vision" if id(p) in tower_ids else "llm"
+        parts[key].append((name, p))
+    return parts
+
+
+def no_decay_ids(model: nn.Module, mode: str = "norms_and_biases") -> set[int]:
+    """Ids of parameters that get no weight decay."""
+    out: set[int] = set()
+    for module in model.modules():
+        is_norm = isinstance(module, nn.LayerNorm) if mode == "reference" else _is_norm(module)
+        for pname, p in module.named_parameters(recurse=False):
+            if is_norm or "bias" in pname:
+                out.add(id(p))
+    return out
+
+
+def _is_norm(module: nn.Module) -> bool:
+    if isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)):
+        return True
+    return "norm" in type(module).__name__.lower()
+
+
+def apply_freezing(model: nn.Module, *, tune_vision: bool, tune_merger: bool, tune_llm: bool) -> dict[str, int]:
+    """Set ``requires_grad`` per part; returns the trainable parameter count of each part."""
+    flags = {"vision": tune_vision, "merger": tune_merger, "llm": tune_llm}
+    counts = {}
+    for part, params in parameter_parts(model).items():
+        for _, p in params:
+            p.requires_grad_(flags[part])
+        counts[part] = sum(p.numel() for _, p in params if p.requires_grad)
+    return counts
+
+
+def parameter_groups(
+    model: nn.Module,
+    *,
+    learning_rate: float,
+    mm_projector_lr: float | None = None,
+    vision_tower_lr: float | None = None,
+    weight_decay: float = 0.0,
+    weight_decay_exclude: str = "norms_and_biases",
+) -> list[dict[str, Any]]:
+    """Optimizer param groups: (llm, vision, merger) x (decay, no decay), empty groups left out."""
+    lrs = {
+        "llm": learning_rate,
+        "vision": learning_rate if vision_tower_lr is None else vision_tower_lr,
+        "merger": learning_rate if mm_projector_lr is None else mm_projector_lr,
+    }
+    skip = no_decay_ids(model, weight_decay_exclude)
+    groups = []
+    for part, params in parameter_parts(model).items():
+        trainable = [(n, p) for n, p in params if p.requires_grad]
+        decay = [p for n, p in trainable if id(p) not in skip]
+        plain = [p for n, p in trainable if id(p) in skip]
+        if decay:
+            groups.append({"params": decay, "lr": lrs[part], "weight_decay": weight_decay, "name": f"{part}.decay"})
+        if plain:
+            groups.append({"params": plain, "lr": lrs[part], "weight_decay": 0.0, "name": f"{part}.no_decay"})
+    return groups
+
+
+def model_signature(model: nn.Module) -> str:
+    """A hash of every parameter's name, shape and trainability (what a checkpoint must match)."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        h.update(f"{name}|{tuple(p.shape)}|{int(p.requires_grad)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def parameter_checksum(model: nn.Module) -> str:
+    """A hash of the parameter values (to compare ranks and saved models)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items(), key=lambda kv: kv[0]):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@dataclass
+class RunStats:
+    """What this process trained on (summed from the collator's ``sp_stats``)."""
+
+    micro_batches: int = 0
+    samples: int = 0
+    tokens: int = 0
+    supervised_tokens: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    epochs: set = field(default_factory=set)
+
+    def update(self, stats: dict[str, Any]) -> None:
+        self.micro_batches += 1
+        self.samples += int(stats.get("samples", 0))
+        self.tokens += int(stats.get("tokens", 0))
+        self.supervised_tokens += int(stats.get("supervised_tokens", 0))
+        self.skipped.update(stats.get("skipped") or {})
+        self.epochs.update(int(e) for e in stats.get("epochs") or ())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "micro_batches": self.micro_batches,
+            "samples": self.samples,
+            "tokens": self.tokens,
+            "supervised_tokens": self.supervised_tokens,
+            "skipped": dict(self.skipped),
+            "epochs_seen": sorted(self.epochs),
+        }
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class EpochCallback(TrainerCallback):
+    """Give the dataset the epoch before each epoch's DataLoader iterator is created.
+
+    accelerate forwards ``set_epoch`` to the dataset only when the sampler has none, so the
+    trainer's own call is not enough (and workers are re-created per epoch, so they see it).
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = int(math.floor((state.epoch or 0.0) + 1e-6))
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return control
+
+
+class CheckpointSignatureCallback(TrainerCallback):
+    """Stamp each checkpoint with the model signature and the training config."""
+
+    def __init__(self, signature: str, info: dict[str, Any]):
+        self.signature = signature
+        self.info = info
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                data = {"signature": self.signature, **self.info}
+                (ckpt / SIGNATURE_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        return control
+
+
+class LossHistoryCallback(TrainerCallback):
+    """Keep every logged loss in memory (the curriculum reports first/last loss per stage)."""
+
+    def __init__(self):
+        self.losses: list[tuple[int, float]] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append((int(state.global_step), float(logs["loss"])))
+        return control
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class SceneParserTrainer(Trainer):
+    """A small :class:`transformers.Trainer` subclass (see the module docstring)."""
+
+    def __init__(self, *args, sp_train: TrainSection | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sp_train = sp_train or TrainSection()
+        global_tokens = self.sp_train.loss_normalisation == "global_tokens"
+        # micro_batch: the model's own per-micro-batch mean, which the Trainer divides by the
+        # accumulation steps; global_tokens: transformers counts the global batch's supervised
+        # tokens and the model sums its token losses over that count.
+        self.model_accepts_loss_kwargs = global_tokens
+        self.loss_is_scaled_for_ga = None
+        self.sp_stats = RunStats()
+
+    def create_optimizer(self, model=None):
+        opt_model = self.model if model is None else model
+        if self.optimizer is None:
+            t = self.sp_train
+            groups = parameter_groups(
+                opt_model,
+                learning_rate=self.args.learning_rate,
+                mm_projector_lr=t.mm_projector_lr,
+                vision_tower_lr=t.vision_tower_lr,
+                weight_decay=self.args.weight_decay,
+                weight_decay_exclude=t.weight_decay_exclude,
+            )
+            if not groups:
+                raise ValueError("nothing to train: every parameter is frozen")
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            optimizer_kwargs = {k: v for k, v in optimizer_kwargs.items() if k not in ("params", "model")}
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+            for g in self.optimizer.param_groups:
+                logger.info(
+                    "param group %-16s lr %.3g wd %.3g tensors %d params %d",
+                    g.get("name"), g["lr"], g["weight_decay"], len(g["params"]), sum(p.numel() for p in g["params"]),
+                )
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        stats = inputs.pop("sp_stats", None)
+        if stats is not None and model.training:
+            self.sp_stats.update(stats)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs.pop("sp_stats", None)
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
+
+def trainable_summary(model: nn.Module) -> dict[str, Any]:
+    parts = parameter_parts(model)
+    return {
+        part: {
+            "params": sum(p.numel() for _, p in params),
+            "trainable": sum(p.numel() for _, p in params if p.requires_grad),
+        }
+        for part, params in parts.items()
+    }
+
+
+def iter_checkpoints(output_dir: Path) -> Iterable[Path]:
+    """``checkpoint-N`` directories of ``output_dir``, oldest first."""
+    found = []
+    for p in Path(output_dir).glob("checkpoint-*"):
+        suffix = p.name.split("-", 1)[1]
+        if p.is_dir() and suffix.isdigit():
+            found.append((int(suffix), p))
+    return [p for _, p in sorted(found)]
+
+
+__all__ = [
+    "CheckpointSignatureCallback",
+    "EpochCallback",
+    "LossHistoryCallback",
+    "RunStats",
+    "SIGNATURE_FILE",
+    "SceneParserTrainer",
+    "apply_freezing",
+    "find_vision_modules",
+    "iter_checkpoints",
+    "model_signature",
+    "no_decay_ids",
+    "parameter_checksum",
+    "parameter_groups",
+    "parameter_parts",
+    "trainable_summary",
+]
