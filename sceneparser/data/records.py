@@ -99,8 +99,16 @@ class RecordsReport:
 # --------------------------------------------------------------------------------------------
 
 
+_NUM = (int, float)
+_NUM_TYPES = frozenset(_NUM)
+
+
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return type(v) in _NUM_TYPES or (isinstance(v, _NUM) and not isinstance(v, bool))
+
+
+def _show(v: Any) -> str:
+    return json.dumps(v, default=str)[:80]
 
 
 def check_box(box: Any) -> tuple[list | None, str | None, bool]:
@@ -112,21 +120,22 @@ def check_box(box: Any) -> tuple[list | None, str | None, bool]:
     if box is None:
         return None, None, False
     if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_is_number(v) for v in box):
-        return None, f"box must be 4 numbers [x0, y0, x1, y1], got {json.dumps(box, default=str)[:80]}", True
-    if not all(math.isfinite(v) for v in box):
-        return None, f"box has a NaN or infinite value: {box}", True
-    if box[2] < box[0] or box[3] < box[1]:
+        return None, f"box must be 4 numbers [x0, y0, x1, y1], got {_show(box)}", True
+    x0, y0, x1, y1 = box
+    if not math.isfinite(x0 + y0 + x1 + y1):
+        return None, f"box has a NaN or infinite value: {_show(box)}", True
+    if x1 < x0 or y1 < y0:
         return list(box), f"inverted box (x1 < x0 or y1 < y0): {list(box)}", False
     return list(box), None, False
 
 
 def check_point(point: Any) -> tuple[list | None, str | None]:
     if not isinstance(point, (list, tuple)) or len(point) < 2:
-        return None, f"point must be [x, y], got {json.dumps(point, default=str)[:80]}"
+        return None, f"point must be [x, y], got {_show(point)}"
     if not (_is_number(point[0]) and _is_number(point[1])):
-        return None, f"point must hold numbers, got {json.dumps(point, default=str)[:80]}"
-    if not (math.isfinite(point[0]) and math.isfinite(point[1])):
-        return None, f"point has a NaN or infinite value: {list(point)}"
+        return None, f"point must hold numbers, got {_show(point)}"
+    if not math.isfinite(point[0] + point[1]):
+        return None, f"point has a NaN or infinite value: {_show(point)}"
     return list(point), None
 
 
@@ -142,162 +151,185 @@ def _pick(d: Mapping, primary: str, fallback: str) -> tuple[Any, str]:
     return v, primary
 
 
-def validate_record(obj: Any, line: int = 0) -> tuple[dict | None, list[Problem]]:
+class _Checker:
+    """One pass over a record: validation, repairs and (given the image size) bounds checks."""
+
+    __slots__ = ("line", "size", "problems")
+
+    def __init__(self, line: int, size: tuple[int, int] | None):
+        self.line = line
+        self.size = size
+        self.problems: list[Problem] = []
+
+    def warn(self, field: str, msg: str) -> None:
+        self.problems.append(Problem(self.line, field, msg, "warning"))
+
+    def box(self, d: dict, primary: str, fallback: str, field: str) -> None:
+        b, key = _pick(d, primary, fallback)
+        if b is None:
+            return
+        # fast path: a list of 4 plain finite numbers
+        if type(b) is list and len(b) == 4:
+            x0, y0, x1, y1 = b
+            if type(x0) in _NUM_TYPES and type(y0) in _NUM_TYPES and type(x1) in _NUM_TYPES and type(y1) in _NUM_TYPES:
+                if math.isfinite(x0 + y0 + x1 + y1):
+                    if x1 < x0 or y1 < y0:
+                        self.warn(f"{field}.{key}", f"inverted box (x1 < x0 or y1 < y0): {b}")
+                    size = self.size
+                    if size is not None and (
+                        min(x0, x1) < 0 or min(y0, y1) < 0 or max(x0, x1) > size[0] or max(y0, y1) > size[1]
+                    ):
+                        self.warn(f"{field}.{key}", f"box {b} reaches outside the {size[0]}x{size[1]} image")
+                    return
+        clean, msg, fatal = check_box(b)
+        if msg:
+            self.warn(f"{field}.{key}", msg + ("; set to null" if fatal else ""))
+        if fatal:
+            d[key] = None
+        elif clean is not None and self.size is not None:
+            x0, y0, x1, y1 = clean
+            w, h = self.size
+            if min(x0, x1) < 0 or min(y0, y1) < 0 or max(x0, x1) > w or max(y0, y1) > h:
+                self.warn(f"{field}.{key}", f"box {clean} reaches outside the {w}x{h} image")
+
+    def points(self, a: dict, field: str) -> None:
+        sps = a.get("sampled_points")
+        if sps is None:
+            return
+        if type(sps) is not list:
+            self.warn(f"{field}.sampled_points", f"must be a list of [x, y], got {type(sps).__name__}; set to null")
+            a["sampled_points"] = None
+            return
+        bad = False
+        size = self.size
+        for si, sp in enumerate(sps):
+            if type(sp) is list and len(sp) == 2 and type(sp[0]) in _NUM_TYPES and type(sp[1]) in _NUM_TYPES \
+                    and math.isfinite(sp[0] + sp[1]):
+                pt = sp
+            else:
+                pt, msg = check_point(sp)
+                if msg:
+                    self.warn(f"{field}.sampled_points[{si}]", msg + "; dropped")
+                    bad = True
+                    continue
+            if size is not None and not (0 <= pt[0] <= size[0] and 0 <= pt[1] <= size[1]):
+                self.warn(f"{field}.sampled_points[{si}]", f"point {list(pt)[:2]} is outside the {size[0]}x{size[1]} image")
+        if bad:
+            a["sampled_points"] = [sp for sp in sps if check_point(sp)[1] is None]
+
+    def name(self, d: dict, key: str, field: str, what: str) -> None:
+        v = d.get(key)
+        if v is not None and type(v) is not str:
+            self.warn(f"{field}.{key}", f"{what} must be a string, got {type(v).__name__}; converted")
+            d[key] = str(v)
+
+
+def validate_record(
+    obj: Any, line: int = 0, *, size: tuple[int, int] | None = None, copy: bool = True
+) -> tuple[dict | None, list[Problem]]:
     """Validate and clean one parsed record. Returns ``(clean_record | None, problems)``.
 
     The clean record keeps every field of the input; only malformed values are neutralised
-    (see the module docstring). ``None`` means the record must be skipped.
+    (see the module docstring). ``None`` means the record must be skipped. With ``size=(W, H)``
+    boxes and points outside the image are reported too. ``copy=False`` repairs ``obj`` in
+    place (faster; for freshly parsed JSON).
     """
-    problems: list[Problem] = []
-
-    def warn(field: str, msg: str) -> None:
-        problems.append(Problem(line, field, msg, "warning"))
+    if copy:
+        obj = _deepcopy_json(obj)
+    chk = _Checker(line, size)
 
     def err(field: str, msg: str) -> tuple[None, list[Problem]]:
-        problems.append(Problem(line, field, msg, "error"))
-        return None, problems
+        chk.problems.append(Problem(line, field, msg, "error"))
+        return None, chk.problems
 
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         return err("", f"record must be a JSON object, got {type(obj).__name__}")
     image_path = obj.get("image_path")
-    if not isinstance(image_path, str) or not image_path.strip():
+    if type(image_path) is not str or not image_path.strip():
         return err("image_path", "missing or empty 'image_path' (a string path to the image)")
     objects = obj.get("objects")
-    if objects is not None and not isinstance(objects, list):
+    if objects is None:
+        return obj, chk.problems
+    if type(objects) is not list:
         return err("objects", f"'objects' must be a list, got {type(objects).__name__}")
-
-    rec = dict(obj)
-    clean_objects = []
-    for oi, o in enumerate(objects or []):
+    if not all(type(o) is dict for o in objects):
+        for oi, o in enumerate(objects):
+            if type(o) is not dict:
+                chk.warn(f"objects[{oi}]", f"object must be a JSON object, got {type(o).__name__}; dropped")
+        obj["objects"] = objects = [o for o in objects if type(o) is dict]
+    for oi, o in enumerate(objects):
         of = f"objects[{oi}]"
-        if not isinstance(o, dict):
-            warn(of, f"object must be a JSON object, got {type(o).__name__}; dropped")
-            continue
-        o = dict(o)
         name, nkey = _pick(o, "phrase", "name")
         if not name:
-            warn(f"{of}.phrase", "object has no name ('phrase' or 'name'); it is never queried")
-        elif not isinstance(name, str):
-            warn(f"{of}.{nkey}", f"object name must be a string, got {type(name).__name__}; converted")
-            o[nkey] = str(name)
-        box, bkey = _pick(o, "object_bbox", "bbox")
-        clean, msg, fatal = check_box(box)
-        if msg:
-            warn(f"{of}.{bkey}", msg + ("; set to null" if fatal else ""))
-        if fatal:
-            o[bkey] = None
+            chk.warn(f"{of}.phrase", "object has no name ('phrase' or 'name'); it is never queried")
+        elif type(name) is not str:
+            chk.name(o, nkey, of, "object name")
+        chk.box(o, "object_bbox", "bbox", of)
         parts = o.get("parts")
-        if parts is not None and not isinstance(parts, list):
-            warn(f"{of}.parts", f"'parts' must be a list, got {type(parts).__name__}; treated as []")
-            o["parts"] = parts = []
-        clean_parts = []
-        for pi, p in enumerate(parts or []):
+        if parts is None:
+            continue
+        if type(parts) is not list:
+            chk.warn(f"{of}.parts", f"'parts' must be a list, got {type(parts).__name__}; treated as []")
+            o["parts"] = []
+            continue
+        if not all(type(p) is dict for p in parts):
+            for pi, p in enumerate(parts):
+                if type(p) is not dict:
+                    chk.warn(f"{of}.parts[{pi}]", f"part must be a JSON object, got {type(p).__name__}; dropped")
+            o["parts"] = parts = [p for p in parts if type(p) is dict]
+        for pi, p in enumerate(parts):
             pf = f"{of}.parts[{pi}]"
-            if not isinstance(p, dict):
-                warn(pf, f"part must be a JSON object, got {type(p).__name__}; dropped")
-                continue
-            p = dict(p)
             pname = p.get("part_name")
             if not pname:
-                warn(f"{pf}.part_name", "part has no 'part_name'; it is left out of training targets")
-            elif not isinstance(pname, str):
-                warn(f"{pf}.part_name", f"part name must be a string, got {type(pname).__name__}; converted")
-                p["part_name"] = str(pname)
-            pbox, pkey = _pick(p, "part_bbox", "bbox")
-            clean, msg, fatal = check_box(pbox)
-            if msg:
-                warn(f"{pf}.{pkey}", msg + ("; set to null" if fatal else ""))
-            if fatal:
-                p[pkey] = None
-            if "is_pseudo_part" in p and p["is_pseudo_part"] is not None and not isinstance(p["is_pseudo_part"], bool):
-                warn(f"{pf}.is_pseudo_part", f"must be true/false, got {p['is_pseudo_part']!r}")
+                chk.warn(f"{pf}.part_name", "part has no 'part_name'; it is left out of training targets")
+            elif type(pname) is not str:
+                chk.name(p, "part_name", pf, "part name")
+            chk.box(p, "part_bbox", "bbox", pf)
+            flag = p.get("is_pseudo_part")
+            if flag is not None and type(flag) is not bool:
+                chk.warn(f"{pf}.is_pseudo_part", f"must be true/false, got {flag!r}")
             affs = p.get("affordances")
-            if affs is not None and not isinstance(affs, list):
-                warn(f"{pf}.affordances", f"'affordances' must be a list, got {type(affs).__name__}; treated as []")
-                p["affordances"] = affs = []
-            clean_affs = []
-            for ai, a in enumerate(affs or []):
+            if affs is None:
+                continue
+            if type(affs) is not list:
+                chk.warn(f"{pf}.affordances", f"'affordances' must be a list, got {type(affs).__name__}; treated as []")
+                p["affordances"] = []
+                continue
+            if not all(type(a) is dict for a in affs):
+                for ai, a in enumerate(affs):
+                    if type(a) is not dict:
+                        chk.warn(f"{pf}.affordances[{ai}]", f"affordance must be a JSON object, got {type(a).__name__}; dropped")
+                p["affordances"] = affs = [a for a in affs if type(a) is dict]
+            for ai, a in enumerate(affs):
                 af = f"{pf}.affordances[{ai}]"
-                if not isinstance(a, dict):
-                    warn(af, f"affordance must be a JSON object, got {type(a).__name__}; dropped")
-                    continue
-                a = dict(a)
                 action = a.get("action")
-                if action is not None and not isinstance(action, str):
-                    warn(f"{af}.action", f"action must be a string, got {type(action).__name__}; converted")
-                    a["action"] = str(action)
-                if "affordance_bbox" in a:
-                    clean, msg, fatal = check_box(a["affordance_bbox"])
-                    if msg:
-                        warn(f"{af}.affordance_bbox", msg + ("; set to null" if fatal else ""))
-                    if fatal:
-                        a["affordance_bbox"] = None
-                sps = a.get("sampled_points")
-                if sps is not None:
-                    if not isinstance(sps, list):
-                        warn(f"{af}.sampled_points", f"must be a list of [x, y], got {type(sps).__name__}; set to null")
-                        a["sampled_points"] = None
-                    else:
-                        good = []
-                        for si, sp in enumerate(sps):
-                            pt, msg = check_point(sp)
-                            if msg:
-                                warn(f"{af}.sampled_points[{si}]", msg + "; dropped")
-                            else:
-                                good.append(sp)
-                        if len(good) != len(sps):
-                            a["sampled_points"] = good
+                if action is not None and type(action) is not str:
+                    chk.name(a, "action", af, "action")
+                if a.get("affordance_bbox") is not None:
+                    chk.box(a, "affordance_bbox", "affordance_bbox", af)
+                chk.points(a, af)
                 mp = a.get("mask_path")
-                if mp is not None and not isinstance(mp, str):
-                    warn(f"{af}.mask_path", f"must be a string or null, got {type(mp).__name__}; set to null")
+                if mp is not None and type(mp) is not str:
+                    chk.warn(f"{af}.mask_path", f"must be a string or null, got {type(mp).__name__}; set to null")
                     a["mask_path"] = None
-                clean_affs.append(a)
-            if affs is not None:
-                p["affordances"] = clean_affs
-            clean_parts.append(p)
-        if parts is not None:
-            o["parts"] = clean_parts
-        clean_objects.append(o)
-    if objects is not None:
-        rec["objects"] = clean_objects
-    return rec, problems
+    return obj, chk.problems
+
+
+def _deepcopy_json(v: Any) -> Any:
+    if type(v) is dict:
+        return {k: _deepcopy_json(x) for k, x in v.items()}
+    if type(v) is list:
+        return [_deepcopy_json(x) for x in v]
+    return v
 
 
 def check_boxes_in_image(record: Mapping, width: int, height: int, line: int = 0) -> list[Problem]:
-    """Warnings for boxes and points that reach outside a ``width`` x ``height`` image.
+    """Warnings for boxes and points of a (validated) record that reach outside the image.
 
     They are kept unchanged (the reference clamps them when it builds targets).
     """
-    out: list[Problem] = []
-
-    def outside_box(b: Any) -> bool:
-        return (
-            isinstance(b, (list, tuple)) and len(b) == 4 and all(_is_number(v) for v in b)
-            and (min(b[0], b[2]) < 0 or min(b[1], b[3]) < 0 or max(b[0], b[2]) > width or max(b[1], b[3]) > height)
-        )
-
-    for oi, o in enumerate(record.get("objects") or []):
-        if not isinstance(o, Mapping):
-            continue
-        box, key = _pick(o, "object_bbox", "bbox")
-        if outside_box(box):
-            out.append(Problem(line, f"objects[{oi}].{key}", f"box {list(box)} reaches outside the {width}x{height} image", "warning"))
-        for pi, p in enumerate(o.get("parts") or []):
-            if not isinstance(p, Mapping):
-                continue
-            box, key = _pick(p, "part_bbox", "bbox")
-            if outside_box(box):
-                out.append(Problem(line, f"objects[{oi}].parts[{pi}].{key}", f"box {list(box)} reaches outside the {width}x{height} image", "warning"))
-            for ai, a in enumerate(p.get("affordances") or []):
-                if not isinstance(a, Mapping):
-                    continue
-                sps = a.get("sampled_points") or []
-                for si, sp in enumerate(sps):
-                    if isinstance(sp, (list, tuple)) and len(sp) >= 2 and _is_number(sp[0]) and _is_number(sp[1]):
-                        if not (0 <= sp[0] <= width and 0 <= sp[1] <= height):
-                            out.append(Problem(line, f"objects[{oi}].parts[{pi}].affordances[{ai}].sampled_points[{si}]",
-                                               f"point {list(sp)[:2]} is outside the {width}x{height} image", "warning"))
-    return out
+    _, problems = validate_record(record, line, size=(width, height), copy=True)
+    return [p for p in problems if "outside the" in p.message]
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,7 +338,14 @@ def check_boxes_in_image(record: Mapping, width: int, height: int, line: int = 0
 
 
 def _hashable(v: Any) -> Any:
-    return tuple(_hashable(x) for x in v) if isinstance(v, (list, tuple)) else v
+    if type(v) is list:
+        try:
+            t = tuple(v)
+            hash(t)
+            return t
+        except TypeError:  # nested lists
+            return tuple(_hashable(x) for x in v)
+    return tuple(_hashable(x) for x in v) if isinstance(v, tuple) else v
 
 
 def _first_point(aff: Mapping) -> list | None:
@@ -314,6 +353,33 @@ def _first_point(aff: Mapping) -> list | None:
     if sps and isinstance(sps[0], (list, tuple)) and len(sps[0]) >= 2:
         return [sps[0][0], sps[0][1]]
     return None
+
+
+class _Dedup:
+    """The reference's ``(norm(name), tuple(box), json(children, sort_keys))`` de-duplication.
+
+    The JSON part of the key is computed only when the cheap part collides, so the common
+    (duplicate-free) case costs one hash per entry.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple, list] = {}
+
+    def first(self, cheap: tuple, children: Any) -> bool:
+        prev = self._seen.get(cheap)
+        if prev is None:
+            self._seen[cheap] = [children, None]
+            return True
+        full = json.dumps(children, ensure_ascii=False, sort_keys=True)
+        for i in range(0, len(prev), 2):
+            if prev[i + 1] is None:
+                prev[i + 1] = json.dumps(prev[i], ensure_ascii=False, sort_keys=True)
+            if prev[i + 1] == full:
+                return False
+        prev.extend((children, full))
+        return True
 
 
 def record_to_annotation(record: Mapping, keep_pseudo_flag: bool = False) -> dict:
@@ -325,40 +391,40 @@ def record_to_annotation(record: Mapping, keep_pseudo_flag: bool = False) -> dic
     ``is_pseudo_part`` (not in the reference layout; the targets ignore unknown keys).
     """
     objects = []
-    seen_objects: set = set()
+    seen_objects = _Dedup()
     for o in record.get("objects") or []:
-        if not isinstance(o, Mapping):
+        if not isinstance(o, dict):
             continue
         parts = []
-        seen_parts: set = set()
+        seen_parts = _Dedup()
         for p in o.get("parts") or []:
-            if not isinstance(p, Mapping):
+            if not isinstance(p, dict):
                 continue
             affs = []
             seen_affs: set = set()
             for a in p.get("affordances") or []:
-                if not isinstance(a, Mapping):
+                if not isinstance(a, dict):
                     continue
-                entry = {"action": a.get("action"), "point": _first_point(a)}
-                akey = (_norm(entry["action"]), _hashable(entry["point"]))
+                action = a.get("action")
+                point = _first_point(a)
+                akey = (_norm(action), _hashable(point))
                 if akey in seen_affs:
                     continue
                 seen_affs.add(akey)
-                affs.append(entry)
-            part = {"part_name": p.get("part_name"), "bbox": p.get("part_bbox") or p.get("bbox"), "affordances": affs}
+                affs.append({"action": action, "point": point})
+            pname = p.get("part_name")
+            pbox = p.get("part_bbox") or p.get("bbox")
+            if not seen_parts.first((_norm(pname), _hashable(pbox)), affs):
+                continue
+            part = {"part_name": pname, "bbox": pbox, "affordances": affs}
             if keep_pseudo_flag:
                 part["is_pseudo_part"] = bool(p.get("is_pseudo_part"))
-            pkey = (_norm(part["part_name"]), _hashable(part["bbox"]), json.dumps(affs, ensure_ascii=False, sort_keys=True))
-            if pkey in seen_parts:
-                continue
-            seen_parts.add(pkey)
             parts.append(part)
-        obj = {"name": o.get("phrase") or o.get("name"), "bbox": o.get("object_bbox") or o.get("bbox"), "parts": parts}
-        okey = (_norm(obj["name"]), _hashable(obj["bbox"]), json.dumps(parts, ensure_ascii=False, sort_keys=True))
-        if okey in seen_objects:
+        name = o.get("phrase") or o.get("name")
+        box = o.get("object_bbox") or o.get("bbox")
+        if not seen_objects.first((_norm(name), _hashable(box)), parts):
             continue
-        seen_objects.add(okey)
-        objects.append(obj)
+        objects.append({"name": name, "bbox": box, "parts": parts})
     return {"objects": objects}
 
 
@@ -377,6 +443,14 @@ def resolve_image_path(image_path: str, image_root: str | os.PathLike | None = N
 
 def parse_line(raw: bytes, line: int) -> tuple[dict | None, list[Problem]]:
     """Decode (strict UTF-8) and parse one JSONL line, then validate it."""
+    obj, problems = decode_line(raw, line)
+    if obj is None:
+        return None, problems
+    return validate_record(obj, line, copy=False)
+
+
+def decode_line(raw: bytes, line: int) -> tuple[Any, list[Problem]]:
+    """Decode (strict UTF-8) and ``json.loads`` one JSONL line (no validation)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -389,7 +463,9 @@ def parse_line(raw: bytes, line: int) -> tuple[dict | None, list[Problem]]:
         return None, [Problem(line, "", f"invalid JSON: {exc.msg} at column {exc.colno}")]
     except RecursionError:
         return None, [Problem(line, "", "invalid JSON: nested too deeply")]
-    return validate_record(obj, line)
+    if obj is None:
+        return None, [Problem(line, "", "record must be a JSON object, got null")]
+    return obj, []
 
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
@@ -446,6 +522,7 @@ __all__ = [
     "check_box",
     "check_boxes_in_image",
     "check_point",
+    "decode_line",
     "iter_lines",
     "load_records",
     "parse_line",

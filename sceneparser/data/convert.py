@@ -1,0 +1,425 @@
+"""Benchmark JSONL -> training TSV (training.md §2), lossless by default.
+
+Differences from the reference converter (all deliberate; the annotation JSON is the same):
+
+* the ORIGINAL image bytes are stored (no lossy JPEG q75 re-encode); ``reencode_jpeg_quality=75``
+  gives the reference's bytes (PIL ``convert("RGB")`` + JPEG with default subsampling);
+* every skipped record is reported with its line and reason (summary + ``skipped.jsonl``), and
+  repaired fields are reported as warnings (``warnings.jsonl``);
+* the output is written under temporary names and renamed at the end, so an interrupted run
+  leaves no inconsistent files; ``validate=True`` re-reads the three files afterwards;
+* 16-bit images are scaled to 8 bits and stored as PNG (the reference's ``convert("RGB")``
+  clips them); malformed boxes become ``null`` instead of crashing later.
+
+Images are checked cheaply by default (header, size, the end-of-image marker of JPEG/PNG, so
+missing, empty, truncated and non-image files are caught); ``verify_images=True`` also decodes
+every image fully.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import concurrent.futures as cf
+import dataclasses
+import io
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from sceneparser.data.records import (
+    Problem,
+    decode_line,
+    iter_lines,
+    record_to_annotation,
+    resolve_image_path,
+    validate_record,
+)
+from sceneparser.data.tsv import TSVWriter, validate_tsv
+from sceneparser.errors import InputError
+
+SKIPPED_JSONL = "skipped.jsonl"
+WARNINGS_JSONL = "warnings.jsonl"
+
+# --------------------------------------------------------------------------------------------
+# Image inspection
+# --------------------------------------------------------------------------------------------
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+class ImageProblem(Exception):
+    """The image cannot be used (message says why)."""
+
+
+@dataclasses.dataclass
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    mode: str  # "RGB", "L", "CMYK", "P", "RGBA", "I;16" ... (best effort)
+    bit_depth: int = 8
+
+
+def _jpeg_info(data: bytes) -> ImageInfo:
+    n = len(data)
+    i = 2
+    info = None
+    sos = -1
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            raise ImageProblem("corrupt JPEG (bad marker structure)")
+        while i < n and data[i] == 0xFF:
+            i += 1
+        if i >= n:
+            break
+        marker = data[i]
+        i += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            continue
+        if marker == 0xD9:
+            break
+        if i + 2 > n:
+            break
+        seglen = int.from_bytes(data[i:i + 2], "big")
+        if seglen < 2:
+            raise ImageProblem("corrupt JPEG (bad segment length)")
+        if marker in _SOF and info is None:
+            if i + 8 > n:
+                break
+            precision = data[i + 2]
+            h = int.from_bytes(data[i + 3:i + 5], "big")
+            w = int.from_bytes(data[i + 5:i + 7], "big")
+            nc = data[i + 7]
+            mode = {1: "L", 3: "RGB", 4: "CMYK"}.get(nc, f"{nc}-channel")
+            info = ImageInfo("JPEG", w, h, mode, precision)
+        if marker == 0xDA:
+            sos = i
+            break
+        i += seglen
+    if info is None:
+        raise ImageProblem("truncated or corrupt JPEG (no frame header)")
+    if sos < 0:
+        raise ImageProblem("truncated JPEG (no image data)")
+    if data.rfind(b"\xff\xd9", sos) < 0:
+        raise ImageProblem("truncated JPEG (no end-of-image marker)")
+    return info
+
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_info(data: bytes) -> ImageInfo:
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise ImageProblem("corrupt PNG (no IHDR)")
+    w = int.from_bytes(data[16:20], "big")
+    h = int.from_bytes(data[20:24], "big")
+    depth = data[24]
+    ctype = data[25]
+    mode = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}.get(ctype, "?")
+    if data.rfind(b"IEND") < 0:
+        raise ImageProblem("truncated PNG (no IEND chunk)")
+    return ImageInfo("PNG", w, h, mode, depth)
+
+
+def _pil_info(data: bytes) -> ImageInfo:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            depth = 16 if im.mode.startswith("I;16") or im.mode == "I" else 8
+            return ImageInfo(im.format or "?", im.width, im.height, im.mode, depth)
+    except UnidentifiedImageError:
+        raise ImageProblem("not a readable image (unknown or corrupt format)") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds
+        raise ImageProblem(f"not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def inspect_image(data: bytes, *, full_decode: bool = False) -> ImageInfo:
+    """Header-level check (fast) or a full decode; raises :class:`ImageProblem`."""
+    if not data:
+        raise ImageProblem("image file is empty (0 bytes)")
+    if data[:3] == b"\xff\xd8\xff":
+        info = _jpeg_info(data)
+    elif data[:8] == _PNG_SIG:
+        info = _png_info(data)
+    else:
+        return _pil_info(data)
+    if full_decode:
+        _pil_info(data)
+    if info.width <= 0 or info.height <= 0:
+        raise ImageProblem(f"image has no pixels ({info.width}x{info.height})")
+    return info
+
+
+def _to_8bit_png(data: bytes) -> bytes:
+    """A 16-bit image scaled to 8 bits (not clipped) and stored losslessly as PNG."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        arr = np.asarray(im)
+    if arr.dtype in (np.uint16, np.int32, np.uint32, np.int16) or arr.dtype.itemsize > 1:
+        arr = (arr.astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+    out = Image.fromarray(arr)
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def reencode_jpeg(data: bytes, quality: int) -> bytes:
+    """The reference's bytes: PIL ``convert("RGB")`` then JPEG at ``quality`` (PIL defaults else)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            rgb = im.convert("RGB")
+    except Exception as exc:  # noqa: BLE001
+        raise ImageProblem(f"not a readable image ({type(exc).__name__}: {exc})") from None
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# One record
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    image_root: str | None
+    reencode_quality: int | None
+    verify_images: bool
+    keep_pseudo_flag: bool
+
+
+def _process(line: int, raw: bytes, opt: _Options) -> tuple:
+    """-> ("ok", line, b64, ann_json, warnings) | ("skip", line, image_path, problems)."""
+    obj, problems = decode_line(raw, line)
+    if obj is None:
+        return ("skip", line, None, [p.to_dict() for p in problems])
+    image_path = obj.get("image_path") if type(obj) is dict else None
+    if type(image_path) is not str or not image_path.strip():
+        _, problems = validate_record(obj, line, copy=False)  # reports the record-level error
+        return ("skip", line, image_path if type(image_path) is str else None, [p.to_dict() for p in problems])
+    path = resolve_image_path(image_path, opt.image_root)
+    extra: list[Problem] = []
+
+    def skip(field: str, msg: str) -> tuple:
+        _, probs = validate_record(obj, line, copy=False)
+        probs = [p for p in probs if p.severity == "error"] + [Problem(line, field, msg)]
+        return ("skip", line, image_path, [p.to_dict() for p in probs])
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return skip("image_path", f"image not found: {path}")
+    except OSError as exc:
+        return skip("image_path", f"cannot read image {path}: {exc.strerror or exc}")
+    try:
+        info = inspect_image(data, full_decode=opt.verify_images)
+        if opt.reencode_quality is not None:
+            data = reencode_jpeg(data, opt.reencode_quality)
+        elif info.bit_depth > 8:
+            data = _to_8bit_png(data)
+            extra.append(Problem(line, "image_path", f"{info.bit_depth}-bit {info.format} image scaled to 8 bits and stored as PNG", "warning"))
+        if opt.reencode_quality is None:
+            if info.mode == "CMYK":
+                extra.append(Problem(line, "image_path", "CMYK JPEG stored as is (readers convert it to RGB)", "warning"))
+            elif info.mode == "P":
+                extra.append(Problem(line, "image_path", "palette image stored as is (readers convert it to RGB)", "warning"))
+    except ImageProblem as exc:
+        return skip("image_path", f"{exc}: {path}")
+    except Exception as exc:  # noqa: BLE001 - e.g. a decoder bug: report, never crash the run
+        return skip("image_path", f"cannot decode image ({type(exc).__name__}: {exc}): {path}")
+    rec, problems = validate_record(obj, line, size=(info.width, info.height), copy=False)
+    if rec is None:
+        return ("skip", line, image_path, [p.to_dict() for p in problems])
+    try:
+        ann = record_to_annotation(rec, keep_pseudo_flag=opt.keep_pseudo_flag)
+        ann_json = json.dumps(ann, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return ("skip", line, image_path, [p.to_dict() for p in problems if p.severity == "error"] + [
+            Problem(line, "objects", "a string holds an unpaired surrogate (\\ud800-\\udfff) and cannot be stored as UTF-8").to_dict()])
+    except (TypeError, ValueError) as exc:
+        return ("skip", line, image_path, [Problem(line, "objects", f"annotation cannot be serialised: {exc}").to_dict()])
+    warnings = [p.to_dict() for p in extra + problems] if (extra or problems) else []
+    return ("ok", line, base64.b64encode(data), ann_json, warnings)
+
+
+def _process_chunk(chunk: list[tuple[int, bytes]], opt: _Options) -> list[tuple]:
+    return [_process(line, raw, opt) for line, raw in chunk]
+
+
+# --------------------------------------------------------------------------------------------
+# Whole file
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ConvertSummary:
+    json_file: Path
+    out_dir: Path
+    processed: int
+    written: int
+    skipped: int
+    warnings: int
+    skip_reasons: dict[str, int]
+    warning_reasons: dict[str, int]
+    seconds: float
+    files: list[Path]
+    validation: list[str] | None = None  # problems found by validate (None: not run)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["json_file"] = str(self.json_file)
+        d["out_dir"] = str(self.out_dir)
+        d["files"] = [str(f) for f in self.files]
+        return d
+
+
+def _reason_key(message: str) -> str:
+    """Group messages by their kind (drop the path / value after the first colon)."""
+    head = message.split(":", 1)[0]
+    return head.split(" (", 1)[0].strip()
+
+
+def _chunks(lines: Iterable[tuple[int, bytes]], size: int) -> Iterator[list[tuple[int, bytes]]]:
+    buf: list[tuple[int, bytes]] = []
+    for item in lines:
+        buf.append(item)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def _atomic_write_lines(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def convert_jsonl(
+    json_file: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    image_root: str | os.PathLike | None = None,
+    workers: int = 1,
+    reencode_jpeg_quality: int | None = None,
+    verify_images: bool = False,
+    keep_pseudo_flag: bool = False,
+    validate: bool = False,
+    progress: bool = False,
+    chunk_size: int = 32,
+) -> ConvertSummary:
+    """Convert a benchmark JSONL into ``out_dir/{images.tsv, annotations.tsv, annotations.tsv.lineidx}``.
+
+    Rows keep the JSONL order (minus skipped records). Also writes ``out_dir/skipped.jsonl``
+    (one line per skipped record: line, image_path, reasons) and ``out_dir/warnings.jsonl``.
+    """
+    t0 = time.perf_counter()
+    json_file = Path(json_file)
+    if not json_file.is_file():
+        raise InputError(f"JSONL file not found: {json_file}")
+    if reencode_jpeg_quality is not None and not 1 <= int(reencode_jpeg_quality) <= 100:
+        raise InputError(f"--reencode-jpeg-quality must be in 1..100, got {reencode_jpeg_quality}")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output directory {out}: {exc}") from exc
+    opt = _Options(
+        str(image_root) if image_root is not None else str(Path.cwd()),
+        int(reencode_jpeg_quality) if reencode_jpeg_quality is not None else None,
+        verify_images,
+        keep_pseudo_flag,
+    )
+    skipped: list[dict] = []
+    warns: list[dict] = []
+    skip_reasons: collections.Counter = collections.Counter()
+    warn_reasons: collections.Counter = collections.Counter()
+    processed = 0
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        with open(json_file, "rb") as fh:
+            total = sum(buf.count(b"\n") for buf in iter(lambda: fh.read(1 << 20), b""))
+        bar = tqdm(total=total, desc="convert", unit="rec", dynamic_ncols=True, file=sys.stderr)
+
+    def results() -> Iterator[tuple]:
+        chunks = _chunks(iter_lines(json_file), chunk_size)
+        if workers <= 1:
+            for c in chunks:
+                yield from _process_chunk(c, opt)
+            return
+        ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
+        max_inflight = max(2, workers * 4)
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+            pending: collections.deque = collections.deque()
+            for c in chunks:
+                pending.append(ex.submit(_process_chunk, c, opt))
+                while len(pending) >= max_inflight:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+
+    writer = TSVWriter(out)
+    try:
+        for res in results():
+            processed += 1
+            if res[0] == "ok":
+                _, line, b64, ann_json, w = res
+                writer.write(b64, ann_json)
+                for p in w:
+                    warns.append(p)
+                    warn_reasons[_reason_key(p["message"])] += 1
+            else:
+                _, line, image_path, probs = res
+                errors = [p for p in probs if p["severity"] == "error"]
+                skipped.append({"line": line, "image_path": image_path,
+                                "reasons": [f"{p['field']}: {p['message']}" if p["field"] else p["message"] for p in errors]})
+                for p in errors:
+                    skip_reasons[_reason_key(p["message"])] += 1
+            if bar is not None:
+                bar.update(1)
+        files = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    _atomic_write_lines(out / SKIPPED_JSONL, skipped)
+    _atomic_write_lines(out / WARNINGS_JSONL, warns)
+    summary = ConvertSummary(
+        json_file=json_file,
+        out_dir=out,
+        processed=processed,
+        written=writer.count,
+        skipped=len(skipped),
+        warnings=len(warns),
+        skip_reasons=dict(skip_reasons.most_common()),
+        warning_reasons=dict(warn_reasons.most_common()),
+        seconds=0.0,
+        files=files + [out / SKIPPED_JSONL, out / WARNINGS_JSONL],
+    )
+    if validate:
+        summary.validation = validate_tsv(out, decode_images=verify_images).problems
+    summary.seconds = round(time.perf_counter() - t0, 3)
+    return summary
+
+
+__all__ = ["ConvertSummary", "ImageInfo", "ImageProblem", "convert_jsonl", "inspect_image", "reencode_jpeg"]
