@@ -66,12 +66,15 @@ def _strip_b64_column(col: bytes) -> bytes:
 class TSVWriter:
     """Writes the three files under temporary names and renames them into place on commit.
 
+    A crash or an exception never leaves a partial set of files under the final names.
+    ``fsync=True`` also syncs the data to disk before the rename (power-loss safety, slower).
     Use as a context manager: an exception inside the block removes the temporary files and
     leaves any previous output untouched.
     """
 
-    def __init__(self, out_dir: str | os.PathLike):
+    def __init__(self, out_dir: str | os.PathLike, *, fsync: bool = False):
         self.out_dir = Path(out_dir)
+        self.fsync = fsync
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._tmp_dir = Path(tempfile.mkdtemp(prefix=".tsv-writing-", dir=self.out_dir))
         self._fh = {name: open(self._tmp_dir / name, "wb") for name in TSV_FILES}
@@ -103,12 +106,13 @@ class TSVWriter:
         self.write(base64.b64encode(image_bytes), json.dumps(annotation, ensure_ascii=False))
 
     def commit(self) -> list[Path]:
-        """Flush, fsync and move the files into ``out_dir`` (lineidx last)."""
+        """Flush (and with ``fsync=True`` sync to disk) and move the files into ``out_dir`` (lineidx last)."""
         if self._done:
             raise RuntimeError("writer already closed")
         for fh in self._fh.values():
             fh.flush()
-            os.fsync(fh.fileno())
+            if self.fsync:
+                os.fsync(fh.fileno())
             fh.close()
         final = []
         for name in TSV_FILES:  # the lineidx (the dataset's index) is renamed last
