@@ -4,6 +4,7 @@ boxes and points beside the JSON tree, JSON download)."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 
@@ -26,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    require("gradio", "demo")
+    if importlib.util.find_spec("gradio") is None:  # cheap check; gradio itself is imported later
+        require("gradio", "demo")
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port} is not a valid port")
 

@@ -1,6 +1,6 @@
 """The gradio demo in a real browser: Debian's headless Chromium driven by Playwright.
 
-Loads the page served on loopback, checks the empty-input error, uploads an example image,
+Starts ``sceneparser demo`` (tiny random model) on loopback, loads the page, checks the empty-input error, uploads an example image,
 runs a query and waits for the result image and the JSON tree; saves a screenshot to
 ``test-artifacts/demo_browser.png`` (gitignored). No browser is ever downloaded: the test uses
 ``/usr/bin/chromium`` (``scripts/test.sh`` installs Debian's ``chromium``). Outside CI the test
@@ -13,9 +13,13 @@ import importlib.util
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -50,25 +54,41 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo_url(tiny_parser, tmp_path_factory):
+def demo_url(tiny_model_dir, tmp_path_factory):
+    """``sceneparser demo`` started as a user starts it, on a free loopback port."""
     reason = _missing()
     if reason:
         if os.environ.get("CI"):
             pytest.fail(f"browser test cannot run in CI: {reason}")
         pytest.skip(reason)
-    from sceneparser.demo.app import build_demo, launch
-    from sceneparser.demo.engine import make_predict
-    from sceneparser.demo.examples import write_examples
-
-    examples = write_examples(tmp_path_factory.mktemp("examples"), count=3, size=(320, 240))
-    demo = build_demo(make_predict(tiny_parser), examples, model_name="tiny-random",
-                      json_dir=tmp_path_factory.mktemp("json"))
-    _, url, _ = launch(demo, host="127.0.0.1", port=_free_port(), block=False)
-    assert urlparse(url).hostname == "127.0.0.1"
+    examples_dir = tmp_path_factory.mktemp("examples")
+    port = _free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sceneparser.cli", "demo", "--model", str(tiny_model_dir), "--port", str(port),
+         "--max-new-tokens", "12", "--examples-dir", str(examples_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    url = f"http://127.0.0.1:{port}/"
     try:
+        deadline = time.time() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"sceneparser demo exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                pytest.fail("sceneparser demo did not serve its page within 180 s")
+            time.sleep(0.3)
+        examples = sorted(examples_dir.glob("example_*.png"))
+        assert len(examples) == 3
         yield url, examples
     finally:
-        demo.close()
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_demo_page_in_headless_chromium(demo_url, tmp_path):
@@ -107,7 +127,7 @@ def test_demo_page_in_headless_chromium(demo_url, tmp_path):
             expect(page.get_by_text("Upload an image or pick an example first.").first).to_be_visible()
 
             # upload an example image, type a query, parse
-            page.locator("#sp-image input[type=file]").set_input_files(examples[0][0])
+            page.locator("#sp-image input[type=file]").set_input_files(str(examples[0]))
             expect(page.locator("#sp-image img").first).to_be_visible()
             page.locator("#sp-query textarea, #sp-query input").first.fill("mug")
             run.click()
