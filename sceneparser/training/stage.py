@@ -355,6 +355,9 @@ def train_stage(
     dataset = build_dataset(data_dir, processor, cfg.data, seed=cfg.train.seed)
 
     t = cfg.train
+    from transformers import set_seed
+
+    set_seed(t.seed)  # LoRA's random init (and anything else drawn before the Trainer) is reproducible
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora, tune_vision=t.tune_vision, tune_merger=t.tune_merger)
     else:

@@ -1,0 +1,61 @@
+"""One stage: checkpoints, resume, and refusing an incompatible checkpoint."""
+
+import json
+
+import pytest
+
+from sceneparser.errors import InputError
+from sceneparser.model.loading import EXTRA_FILE, load_model_dir
+from sceneparser.training.config import load_config
+from sceneparser.training.curriculum import resolve_stage
+from sceneparser.training.stage import train_stage
+from sceneparser.training.trainer import SIGNATURE_FILE, parameter_checksum
+
+pytestmark = pytest.mark.slow
+
+
+def _stage1(overrides):
+    cfg, init = resolve_stage(load_config("tiny", overrides), 1)
+    return cfg, init
+
+
+def test_resume_and_incompatible_checkpoints(tmp_path, train_tsv, fast_overrides):
+    out = tmp_path / "s1"
+    cfg, init = _stage1(fast_overrides + ["train.max_steps=2", "runtime.save_steps=2"])
+    first = train_stage(cfg, train_tsv, out, init=init, stage=1)
+    assert first.global_step == 2 and (out / "checkpoint-2" / SIGNATURE_FILE).is_file()
+    report = json.loads((out / "rank_reports" / "rank0.json").read_text())
+    model, _ = load_model_dir(out)
+    assert parameter_checksum(model) == report["parameter_checksum"]
+
+    # pretend the run was interrupted after checkpoint-2, and continue to step 4
+    (out / EXTRA_FILE).unlink()
+    cfg4, _ = _stage1(fast_overrides + ["train.max_steps=4", "runtime.save_steps=2"])
+    resumed = train_stage(cfg4, train_tsv, out, init=init, stage=1)
+    assert resumed.global_step == 4
+    assert [step for step, _ in resumed.losses] == [3, 4]  # steps 1-2 came from the checkpoint
+
+    # a checkpoint of another model shape or trainable set is refused with a clear message
+    (out / EXTRA_FILE).unlink()
+    other, _ = _stage1(fast_overrides + ["train.max_steps=6", "model.tiny={intermediate_size: 96}"])
+    with pytest.raises(InputError, match="different model"):
+        train_stage(other, train_tsv, out, init=init, stage=1)
+    frozen, _ = _stage1(fast_overrides + ["train.max_steps=6", "train.tune_vision=false"])
+    with pytest.raises(InputError, match="different model or set of trainable"):
+        train_stage(frozen, train_tsv, out, init=init, stage=1)
+    for stamp in out.glob(f"checkpoint-*/{SIGNATURE_FILE}"):
+        stamp.unlink()  # a foreign checkpoint without our stamp: the weights' shapes are compared
+    with pytest.raises(InputError, match="do not fit this model"):
+        train_stage(other, train_tsv, out, init=init, stage=1)
+    with pytest.raises(InputError, match="no such checkpoint"):
+        train_stage(cfg4, train_tsv, out, init=init, stage=1, resume=str(tmp_path / "nope"))
+
+    # --resume none starts over
+    fresh = train_stage(cfg, train_tsv, out, init=init, stage=1, resume="none")
+    assert fresh.global_step == 2 and [s for s, _ in fresh.losses] == [1, 2]
+
+
+def test_output_dir_must_differ_from_init(tmp_path, train_tsv, fast_overrides):
+    cfg = load_config("tiny", fast_overrides).for_stage(2)
+    with pytest.raises(InputError, match="also the model to start from"):
+        train_stage(cfg, train_tsv, tmp_path, init=str(tmp_path), stage=2)
