@@ -84,7 +84,7 @@ def read(out):
     return (out / "answer.jsonl").read_text(encoding="utf-8")
 
 
-def test_oracle_run_writes_everything_and_scores_perfectly(data, tmp_path):
+def test_oracle_run_writes_everything_and_scores_perfectly(data, tmp_path, monkeypatch):
     out = tmp_path / "out"
     oracle = Oracle(data)
     res = run_eval(cfg_for(data, out), backend=oracle, log=lambda m: None)
@@ -111,8 +111,30 @@ def test_oracle_run_writes_everything_and_scores_perfectly(data, tmp_path):
     filtered = json.loads((out / "eval_results_filtered.json").read_text())
     assert filtered["diagnostics"]["ignore_pseudo_part"] is True
     assert res.final == final and oracle.calls == 3  # 5 samples in batches of 2
+    # answer.jsonl is self-contained: re-scoring it from elsewhere gives the same bytes
+    from sceneparser.evaluation.metrics import evaluate_file, result_text
+
+    monkeypatch.chdir(tmp_path)
+    rescored = evaluate_file(out / "answer.jsonl", ignore_pseudo_part=True, ignore_none_action=True)
+    assert result_text(rescored) == (out / "eval_results_filtered.json").read_text()
     table = format_summary(res.summary, res.final)
     assert "L1" in table and "1.0000" in table and "5 of 5" in table
+
+
+def test_gt_masks_are_resolved_against_the_image_root(data, tmp_path):
+    """With every mask blanked, affordance points only count when the metric falls back to boxes."""
+    from PIL import Image
+
+    for m in (data / "masks").glob("*.png"):
+        with Image.open(m) as im:
+            size = im.size
+        Image.new("L", size, 0).save(m)
+    with_masks = run_eval(cfg_for(data, tmp_path / "m"), backend=Oracle(data), log=lambda m: None)
+    no_masks = run_eval(cfg_for(data, tmp_path / "b", mask_root=str(tmp_path / "nowhere")),
+                        backend=Oracle(data), log=lambda m: None)
+    assert with_masks.final["L1"] == no_masks.final["L1"] == 1.0
+    assert no_masks.final["L3"] > 0.9
+    assert with_masks.final["L3"] < no_masks.final["L3"]
 
 
 def test_crash_mid_run_then_resume_gives_the_uninterrupted_answers(data, tmp_path):
