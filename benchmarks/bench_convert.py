@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
+import resource
 import shutil
 import statistics
 import sys
@@ -26,6 +28,12 @@ from pathlib import Path
 
 from sceneparser.data.convert import convert_jsonl
 from sceneparser.data.synth import generate_dataset
+
+
+def _cpu() -> float:
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def floor_seconds(jsonl: Path, root: Path) -> float:
@@ -61,21 +69,33 @@ def main() -> int:
         print(f"generated {args.num_images} images in {time.perf_counter() - t:.2f} s", file=sys.stderr)
     floor_seconds(jsonl, data)  # warm the page cache
 
-    def timed(**kw) -> tuple[float, int]:
+    cpu_of: dict[str, float] = {}
+
+    def timed(name: str, **kw) -> tuple[float, int]:
         best = []
+        cpus = []
         written = 0
         for _ in range(args.repeat):
             out = tmp / "tsv"
             shutil.rmtree(out, ignore_errors=True)
+            c = _cpu()
             t = time.perf_counter()
             s = convert_jsonl(jsonl, out, image_root=data, workers=args.workers, **kw)
             best.append(time.perf_counter() - t)
+            cpus.append(_cpu() - c)
             written = s.written
+        cpu_of[name] = min(cpus)
         return min(best), written
 
-    floors = [floor_seconds(jsonl, data) for _ in range(args.repeat)]
-    conv, written = timed()
-    floors += [floor_seconds(jsonl, data) for _ in range(args.repeat)]
+    def timed_floor() -> float:
+        c = _cpu()
+        t = floor_seconds(jsonl, data)
+        cpu_of["floor"] = min(cpu_of.get("floor", 1e9), _cpu() - c)
+        return t
+
+    floors = [timed_floor() for _ in range(args.repeat)]
+    conv, written = timed("convert")
+    floors += [timed_floor() for _ in range(args.repeat)]
     floor = min(floors)
     result = {
         "num_images": args.num_images,
@@ -87,9 +107,15 @@ def main() -> int:
         "target_over_floor": 1.5,
         "written": written,
         "convert_images_per_s": round(args.num_images / conv, 1),
+        # CPU seconds of all processes (the machine may be shared: wall times are noisy)
+        "floor_cpu_s": round(cpu_of["floor"], 4),
+        "convert_cpu_s": round(cpu_of["convert"], 4),
+        "convert_cpu_per_worker_over_floor_cpu": round(cpu_of["convert"] / args.workers / cpu_of["floor"], 3),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
     }
     if not args.skip_reencode:
-        re_s, _ = timed(reencode_jpeg_quality=75)
+        re_s, _ = timed("reencode", reencode_jpeg_quality=75)
         result["reencode_q75_s"] = round(re_s, 4)
         result["reencode_over_floor"] = round(re_s / floor, 3)
         result["reencode_images_per_s"] = round(args.num_images / re_s, 1)

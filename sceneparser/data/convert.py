@@ -35,8 +35,7 @@ from sceneparser.data.records import (
     Problem,
     decode_line,
     iter_lines,
-    record_to_annotation,
-    resolve_image_path,
+    validate_and_annotate,
     validate_record,
 )
 from sceneparser.data.tsv import TSVWriter, validate_tsv
@@ -208,7 +207,7 @@ def _process(line: int, raw: bytes, opt: _Options) -> tuple:
     if type(image_path) is not str or not image_path.strip():
         _, problems = validate_record(obj, line, copy=False)  # reports the record-level error
         return ("skip", line, image_path if type(image_path) is str else None, [p.to_dict() for p in problems])
-    path = resolve_image_path(image_path, opt.image_root)
+    path = image_path if os.path.isabs(image_path) else os.path.join(opt.image_root, image_path)
     extra: list[Problem] = []
 
     def skip(field: str, msg: str) -> tuple:
@@ -239,11 +238,10 @@ def _process(line: int, raw: bytes, opt: _Options) -> tuple:
         return skip("image_path", f"{exc}: {path}")
     except Exception as exc:  # noqa: BLE001 - e.g. a decoder bug: report, never crash the run
         return skip("image_path", f"cannot decode image ({type(exc).__name__}: {exc}): {path}")
-    rec, problems = validate_record(obj, line, size=(info.width, info.height), copy=False)
+    rec, problems, ann = validate_and_annotate(obj, line, size=(info.width, info.height), keep_pseudo_flag=opt.keep_pseudo_flag)
     if rec is None:
         return ("skip", line, image_path, [p.to_dict() for p in problems])
     try:
-        ann = record_to_annotation(rec, keep_pseudo_flag=opt.keep_pseudo_flag)
         ann_json = json.dumps(ann, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         return ("skip", line, image_path, [p.to_dict() for p in problems if p.severity == "error"] + [
@@ -256,6 +254,83 @@ def _process(line: int, raw: bytes, opt: _Options) -> tuple:
 
 def _process_chunk(chunk: list[tuple[int, bytes]], opt: _Options) -> list[tuple]:
     return [_process(line, raw, opt) for line, raw in chunk]
+
+
+# Per worker process: its spill file (set by the pool initializer; one per process, so workers
+# never share a file). Image payloads go there and the parent splices them into images.tsv with
+# copy_file_range instead of receiving megabytes through pipes.
+_SPILL: dict[str, Any] = {}
+
+
+def _init_spill(spill_dir: str) -> None:
+    path = os.path.join(spill_dir, f"spill-{os.getpid()}.b64")
+    _SPILL["path"] = path
+    _SPILL["fh"] = open(path, "ab", buffering=1 << 20)
+
+
+def _read_range(path: str, start: int, end: int, first_line: int) -> list[tuple[int, bytes]]:
+    """The non-blank lines of ``path[start:end]`` with their 1-based line numbers."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    out = []
+    for k, raw in enumerate(data.split(b"\n")):
+        raw = raw.rstrip(b"\r")
+        if raw.strip():
+            out.append((first_line + k, raw))
+    return out
+
+
+def _line_ranges(path: Path, lines_per_chunk: int) -> Iterator[tuple[int, int, int]]:
+    """``(start, end, first_line)`` byte ranges of ``lines_per_chunk`` lines each (the parent
+    only finds newlines; workers read and parse the lines themselves)."""
+    start = 0
+    first_line = 1
+    pos = 0
+    n = 0
+    block = 1 << 20
+    with open(path, "rb") as fh:
+        buf = b""
+        base = 0
+        while True:
+            data = fh.read(block)
+            if not data:
+                break
+            buf = data
+            base = pos
+            i = 0
+            while True:
+                j = buf.find(b"\n", i)
+                if j < 0:
+                    break
+                n += 1
+                i = j + 1
+                if n == lines_per_chunk:
+                    end = base + i
+                    yield start, end, first_line
+                    start, first_line, n = end, first_line + lines_per_chunk, 0
+            pos += len(data)
+    if pos > start:
+        yield start, pos, first_line
+
+
+def _process_range_spilled(path: str, start: int, end: int, first_line: int, opt: _Options) -> list[tuple]:
+    return _process_chunk_spilled(_read_range(path, start, end, first_line), opt)
+
+
+def _process_chunk_spilled(chunk: list[tuple[int, bytes]], opt: _Options) -> list[tuple]:
+    fh = _SPILL["fh"]
+    out = []
+    for line, raw in chunk:
+        r = _process(line, raw, opt)
+        if r[0] == "ok":
+            pos = fh.tell()
+            fh.write(r[2])
+            fh.write(b"\n")
+            r = ("spilled", r[1], (_SPILL["path"], pos, len(r[2]) + 1), r[3], r[4])
+        out.append(r)
+    fh.flush()
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,29 +435,38 @@ def convert_jsonl(
         bar = tqdm(total=total, desc="convert", unit="rec", dynamic_ncols=True, file=sys.stderr)
 
     def results() -> Iterator[tuple]:
-        chunks = _chunks(iter_lines(json_file), chunk_size)
         if workers <= 1:
-            for c in chunks:
+            for c in _chunks(iter_lines(json_file), chunk_size):
                 yield from _process_chunk(c, opt)
             return
         ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
         max_inflight = max(2, workers * 4)
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        with cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_init_spill, initargs=(str(writer.tmp_dir),)
+        ) as ex:
             pending: collections.deque = collections.deque()
-            for c in chunks:
-                pending.append(ex.submit(_process_chunk, c, opt))
+            for start, end, first in _line_ranges(json_file, chunk_size):
+                pending.append(ex.submit(_process_range_spilled, str(json_file), start, end, first, opt))
                 while len(pending) >= max_inflight:
                     yield from pending.popleft().result()
             while pending:
                 yield from pending.popleft().result()
 
     writer = TSVWriter(out)
+    spill_fds: dict[str, int] = {}
     try:
         for res in results():
             processed += 1
-            if res[0] == "ok":
-                _, line, b64, ann_json, w = res
-                writer.write(b64, ann_json)
+            if res[0] == "ok" or res[0] == "spilled":
+                _, line, payload, ann_json, w = res
+                if res[0] == "ok":
+                    writer.write(payload, ann_json)
+                else:
+                    path, pos, length = payload
+                    fd = spill_fds.get(path)
+                    if fd is None:
+                        fd = spill_fds[path] = os.open(path, os.O_RDONLY)
+                    writer.write_spliced(fd, pos, length, ann_json)
                 for p in w:
                     warns.append(p)
                     warn_reasons[_reason_key(p["message"])] += 1
@@ -397,9 +481,14 @@ def convert_jsonl(
                 bar.update(1)
         files = writer.commit()
     except BaseException:
+        for fd in spill_fds.values():
+            os.close(fd)
+        spill_fds.clear()
         writer.abort()
         raise
     finally:
+        for fd in spill_fds.values():
+            os.close(fd)
         if bar is not None:
             bar.close()
     _atomic_write_lines(out / SKIPPED_JSONL, skipped)

@@ -151,6 +151,15 @@ def _pick(d: Mapping, primary: str, fallback: str) -> tuple[Any, str]:
     return v, primary
 
 
+def _path(oi: int, pi: int | None = None, ai: int | None = None, key: str | None = None) -> str:
+    out = f"objects[{oi}]"
+    if pi is not None:
+        out += f".parts[{pi}]"
+    if ai is not None:
+        out += f".affordances[{ai}]"
+    return out + (f".{key}" if key else "")
+
+
 class _Checker:
     """One pass over a record: validation, repairs and (given the image size) bounds checks."""
 
@@ -161,26 +170,32 @@ class _Checker:
         self.size = size
         self.problems: list[Problem] = []
 
-    def warn(self, field: str, msg: str) -> None:
+    def warn(self, field: "str | tuple", msg: str) -> None:
+        if type(field) is tuple:
+            field = _path(*field)
         self.problems.append(Problem(self.line, field, msg, "warning"))
 
-    def box(self, d: dict, primary: str, fallback: str, field: str) -> None:
+    def box(self, d: dict, primary: str, fallback: str, where: tuple) -> None:
+        b = d.get(primary)
+        # fast path: a list of 4 plain finite numbers, in order and inside the image
+        if type(b) is list and len(b) == 4:
+            x0, y0, x1, y1 = b
+            if (type(x0) in _NUM_TYPES and type(y0) in _NUM_TYPES and type(x1) in _NUM_TYPES
+                    and type(y1) in _NUM_TYPES and math.isfinite(x0 + y0 + x1 + y1)):
+                size = self.size
+                if x0 <= x1 and y0 <= y1 and (size is None or (x0 >= 0 and y0 >= 0 and x1 <= size[0] and y1 <= size[1])):
+                    return
+                if x1 < x0 or y1 < y0:
+                    self.warn(where + (primary,), f"inverted box (x1 < x0 or y1 < y0): {b}")
+                if size is not None and (
+                    min(x0, x1) < 0 or min(y0, y1) < 0 or max(x0, x1) > size[0] or max(y0, y1) > size[1]
+                ):
+                    self.warn(where + (primary,), f"box {b} reaches outside the {size[0]}x{size[1]} image")
+                return
         b, key = _pick(d, primary, fallback)
         if b is None:
             return
-        # fast path: a list of 4 plain finite numbers
-        if type(b) is list and len(b) == 4:
-            x0, y0, x1, y1 = b
-            if type(x0) in _NUM_TYPES and type(y0) in _NUM_TYPES and type(x1) in _NUM_TYPES and type(y1) in _NUM_TYPES:
-                if math.isfinite(x0 + y0 + x1 + y1):
-                    if x1 < x0 or y1 < y0:
-                        self.warn(f"{field}.{key}", f"inverted box (x1 < x0 or y1 < y0): {b}")
-                    size = self.size
-                    if size is not None and (
-                        min(x0, x1) < 0 or min(y0, y1) < 0 or max(x0, x1) > size[0] or max(y0, y1) > size[1]
-                    ):
-                        self.warn(f"{field}.{key}", f"box {b} reaches outside the {size[0]}x{size[1]} image")
-                    return
+        field = _path(*where)
         clean, msg, fatal = check_box(b)
         if msg:
             self.warn(f"{field}.{key}", msg + ("; set to null" if fatal else ""))
@@ -192,11 +207,12 @@ class _Checker:
             if min(x0, x1) < 0 or min(y0, y1) < 0 or max(x0, x1) > w or max(y0, y1) > h:
                 self.warn(f"{field}.{key}", f"box {clean} reaches outside the {w}x{h} image")
 
-    def points(self, a: dict, field: str) -> None:
+    def points(self, a: dict, where: tuple) -> None:
         sps = a.get("sampled_points")
         if sps is None:
             return
         if type(sps) is not list:
+            field = _path(*where)
             self.warn(f"{field}.sampled_points", f"must be a list of [x, y], got {type(sps).__name__}; set to null")
             a["sampled_points"] = None
             return
@@ -209,11 +225,11 @@ class _Checker:
             else:
                 pt, msg = check_point(sp)
                 if msg:
-                    self.warn(f"{field}.sampled_points[{si}]", msg + "; dropped")
+                    self.warn(f"{_path(*where)}.sampled_points[{si}]", msg + "; dropped")
                     bad = True
                     continue
             if size is not None and not (0 <= pt[0] <= size[0] and 0 <= pt[1] <= size[1]):
-                self.warn(f"{field}.sampled_points[{si}]", f"point {list(pt)[:2]} is outside the {size[0]}x{size[1]} image")
+                self.warn(f"{_path(*where)}.sampled_points[{si}]", f"point {list(pt)[:2]} is outside the {size[0]}x{size[1]} image")
         if bad:
             a["sampled_points"] = [sp for sp in sps if check_point(sp)[1] is None]
 
@@ -236,11 +252,27 @@ def validate_record(
     """
     if copy:
         obj = _deepcopy_json(obj)
+    rec, problems, _ = _walk(obj, line, size, False, False)
+    return rec, problems
+
+
+def validate_and_annotate(
+    obj: Any, line: int = 0, *, size: tuple[int, int] | None = None, keep_pseudo_flag: bool = False
+) -> tuple[dict | None, list[Problem], dict | None]:
+    """:func:`validate_record` (in place) and :func:`record_to_annotation` in one pass.
+
+    Returns ``(clean_record | None, problems, annotation | None)``; the annotation equals
+    ``record_to_annotation(clean_record)``.
+    """
+    return _walk(obj, line, size, True, keep_pseudo_flag)
+
+
+def _walk(obj: Any, line: int, size, build: bool, keep_flag: bool) -> tuple[dict | None, list[Problem], dict | None]:
     chk = _Checker(line, size)
 
-    def err(field: str, msg: str) -> tuple[None, list[Problem]]:
+    def err(field: str, msg: str) -> tuple[None, list[Problem], None]:
         chk.problems.append(Problem(line, field, msg, "error"))
-        return None, chk.problems
+        return None, chk.problems, None
 
     if type(obj) is not dict:
         return err("", f"record must be a JSON object, got {type(obj).__name__}")
@@ -249,7 +281,7 @@ def validate_record(
         return err("image_path", "missing or empty 'image_path' (a string path to the image)")
     objects = obj.get("objects")
     if objects is None:
-        return obj, chk.problems
+        return obj, chk.problems, ({"objects": []} if build else None)
     if type(objects) is not list:
         return err("objects", f"'objects' must be a list, got {type(objects).__name__}")
     if not all(type(o) is dict for o in objects):
@@ -257,62 +289,85 @@ def validate_record(
             if type(o) is not dict:
                 chk.warn(f"objects[{oi}]", f"object must be a JSON object, got {type(o).__name__}; dropped")
         obj["objects"] = objects = [o for o in objects if type(o) is dict]
+    ann_objects: list[dict] = []
+    seen_objects = _Dedup() if build else None
     for oi, o in enumerate(objects):
-        of = f"objects[{oi}]"
         name, nkey = _pick(o, "phrase", "name")
         if not name:
-            chk.warn(f"{of}.phrase", "object has no name ('phrase' or 'name'); it is never queried")
+            chk.warn((oi, None, None, "phrase"), "object has no name ('phrase' or 'name'); it is never queried")
         elif type(name) is not str:
-            chk.name(o, nkey, of, "object name")
-        chk.box(o, "object_bbox", "bbox", of)
+            chk.name(o, nkey, _path(oi), "object name")
+        chk.box(o, "object_bbox", "bbox", (oi, None, None))
         parts = o.get("parts")
-        if parts is None:
-            continue
-        if type(parts) is not list:
-            chk.warn(f"{of}.parts", f"'parts' must be a list, got {type(parts).__name__}; treated as []")
-            o["parts"] = []
-            continue
-        if not all(type(p) is dict for p in parts):
+        if parts is not None and type(parts) is not list:
+            chk.warn((oi, None, None, "parts"), f"'parts' must be a list, got {type(parts).__name__}; treated as []")
+            o["parts"] = parts = []
+        if parts and not all(type(p) is dict for p in parts):
             for pi, p in enumerate(parts):
                 if type(p) is not dict:
-                    chk.warn(f"{of}.parts[{pi}]", f"part must be a JSON object, got {type(p).__name__}; dropped")
+                    chk.warn((oi, pi), f"part must be a JSON object, got {type(p).__name__}; dropped")
             o["parts"] = parts = [p for p in parts if type(p) is dict]
-        for pi, p in enumerate(parts):
-            pf = f"{of}.parts[{pi}]"
+        ann_parts: list[dict] = []
+        seen_parts = _Dedup() if build else None
+        for pi, p in enumerate(parts or ()):
             pname = p.get("part_name")
             if not pname:
-                chk.warn(f"{pf}.part_name", "part has no 'part_name'; it is left out of training targets")
+                chk.warn((oi, pi, None, "part_name"), "part has no 'part_name'; it is left out of training targets")
             elif type(pname) is not str:
-                chk.name(p, "part_name", pf, "part name")
-            chk.box(p, "part_bbox", "bbox", pf)
+                chk.name(p, "part_name", _path(oi, pi), "part name")
+            chk.box(p, "part_bbox", "bbox", (oi, pi, None))
             flag = p.get("is_pseudo_part")
             if flag is not None and type(flag) is not bool:
-                chk.warn(f"{pf}.is_pseudo_part", f"must be true/false, got {flag!r}")
+                chk.warn((oi, pi, None, "is_pseudo_part"), f"must be true/false, got {flag!r}")
             affs = p.get("affordances")
-            if affs is None:
-                continue
-            if type(affs) is not list:
-                chk.warn(f"{pf}.affordances", f"'affordances' must be a list, got {type(affs).__name__}; treated as []")
-                p["affordances"] = []
-                continue
-            if not all(type(a) is dict for a in affs):
+            if affs is not None and type(affs) is not list:
+                chk.warn((oi, pi, None, "affordances"), f"'affordances' must be a list, got {type(affs).__name__}; treated as []")
+                p["affordances"] = affs = []
+            if affs and not all(type(a) is dict for a in affs):
                 for ai, a in enumerate(affs):
                     if type(a) is not dict:
-                        chk.warn(f"{pf}.affordances[{ai}]", f"affordance must be a JSON object, got {type(a).__name__}; dropped")
+                        chk.warn((oi, pi, ai), f"affordance must be a JSON object, got {type(a).__name__}; dropped")
                 p["affordances"] = affs = [a for a in affs if type(a) is dict]
-            for ai, a in enumerate(affs):
-                af = f"{pf}.affordances[{ai}]"
+            ann_affs: list[dict] = []
+            seen_affs: set = set()
+            for ai, a in enumerate(affs or ()):
                 action = a.get("action")
                 if action is not None and type(action) is not str:
-                    chk.name(a, "action", af, "action")
+                    chk.name(a, "action", _path(oi, pi, ai), "action")
+                    action = a["action"]
                 if a.get("affordance_bbox") is not None:
-                    chk.box(a, "affordance_bbox", "affordance_bbox", af)
-                chk.points(a, af)
+                    chk.box(a, "affordance_bbox", "affordance_bbox", (oi, pi, ai))
+                chk.points(a, (oi, pi, ai))
                 mp = a.get("mask_path")
                 if mp is not None and type(mp) is not str:
-                    chk.warn(f"{af}.mask_path", f"must be a string or null, got {type(mp).__name__}; set to null")
+                    chk.warn((oi, pi, ai, "mask_path"), f"must be a string or null, got {type(mp).__name__}; set to null")
                     a["mask_path"] = None
-    return obj, chk.problems
+                if build:
+                    sps = a.get("sampled_points")
+                    point = None
+                    if sps:
+                        p0 = sps[0]
+                        if isinstance(p0, (list, tuple)) and len(p0) >= 2:
+                            point = [p0[0], p0[1]]
+                    akey = (_normf(action), _hashable(point))
+                    if akey not in seen_affs:
+                        seen_affs.add(akey)
+                        ann_affs.append({"action": action, "point": point})
+            if build:
+                pname = p.get("part_name")
+                pbox = p.get("part_bbox") or p.get("bbox")
+                if seen_parts.first((_normf(pname), _hashable(pbox)), ann_affs):
+                    if keep_flag:
+                        ann_parts.append({"part_name": pname, "bbox": pbox, "affordances": ann_affs,
+                                          "is_pseudo_part": bool(p.get("is_pseudo_part"))})
+                    else:
+                        ann_parts.append({"part_name": pname, "bbox": pbox, "affordances": ann_affs})
+        if build:
+            name = o.get("phrase") or o.get("name")
+            box = o.get("object_bbox") or o.get("bbox")
+            if seen_objects.first((_normf(name), _hashable(box)), ann_parts):
+                ann_objects.append({"name": name, "bbox": box, "parts": ann_parts})
+    return obj, chk.problems, ({"objects": ann_objects} if build else None)
 
 
 def _deepcopy_json(v: Any) -> Any:
@@ -362,24 +417,32 @@ class _Dedup:
     (duplicate-free) case costs one hash per entry.
     """
 
-    __slots__ = ("_seen",)
+    __slots__ = ("_first", "_json")
 
     def __init__(self) -> None:
-        self._seen: dict[tuple, list] = {}
+        self._first: dict[tuple, Any] = {}
+        self._json: dict[tuple, list[str]] = {}
 
     def first(self, cheap: tuple, children: Any) -> bool:
-        prev = self._seen.get(cheap)
-        if prev is None:
-            self._seen[cheap] = [children, None]
+        prev = self._first.get(cheap, _MISSING)
+        if prev is _MISSING:
+            self._first[cheap] = children
             return True
+        seen = self._json.get(cheap)
+        if seen is None:
+            seen = self._json[cheap] = [json.dumps(prev, ensure_ascii=False, sort_keys=True)]
         full = json.dumps(children, ensure_ascii=False, sort_keys=True)
-        for i in range(0, len(prev), 2):
-            if prev[i + 1] is None:
-                prev[i + 1] = json.dumps(prev[i], ensure_ascii=False, sort_keys=True)
-            if prev[i + 1] == full:
-                return False
-        prev.extend((children, full))
+        if full in seen:
+            return False
+        seen.append(full)
         return True
+
+
+_MISSING = object()
+
+
+def _normf(v: Any) -> str:
+    return v.strip().lower() if type(v) is str else str(v or "").strip().lower()
 
 
 def record_to_annotation(record: Mapping, keep_pseudo_flag: bool = False) -> dict:
@@ -392,37 +455,43 @@ def record_to_annotation(record: Mapping, keep_pseudo_flag: bool = False) -> dic
     """
     objects = []
     seen_objects = _Dedup()
-    for o in record.get("objects") or []:
-        if not isinstance(o, dict):
+    for o in record.get("objects") or ():
+        if type(o) is not dict:
             continue
         parts = []
         seen_parts = _Dedup()
-        for p in o.get("parts") or []:
-            if not isinstance(p, dict):
+        for p in o.get("parts") or ():
+            if type(p) is not dict:
                 continue
             affs = []
             seen_affs: set = set()
-            for a in p.get("affordances") or []:
-                if not isinstance(a, dict):
+            for a in p.get("affordances") or ():
+                if type(a) is not dict:
                     continue
                 action = a.get("action")
-                point = _first_point(a)
-                akey = (_norm(action), _hashable(point))
+                sps = a.get("sampled_points")
+                point = None
+                if sps:
+                    p0 = sps[0]
+                    if isinstance(p0, (list, tuple)) and len(p0) >= 2:
+                        point = [p0[0], p0[1]]
+                akey = (_normf(action), _hashable(point))
                 if akey in seen_affs:
                     continue
                 seen_affs.add(akey)
                 affs.append({"action": action, "point": point})
             pname = p.get("part_name")
             pbox = p.get("part_bbox") or p.get("bbox")
-            if not seen_parts.first((_norm(pname), _hashable(pbox)), affs):
+            if not seen_parts.first((_normf(pname), _hashable(pbox)), affs):
                 continue
-            part = {"part_name": pname, "bbox": pbox, "affordances": affs}
             if keep_pseudo_flag:
-                part["is_pseudo_part"] = bool(p.get("is_pseudo_part"))
-            parts.append(part)
+                parts.append({"part_name": pname, "bbox": pbox, "affordances": affs,
+                              "is_pseudo_part": bool(p.get("is_pseudo_part"))})
+            else:
+                parts.append({"part_name": pname, "bbox": pbox, "affordances": affs})
         name = o.get("phrase") or o.get("name")
         box = o.get("object_bbox") or o.get("bbox")
-        if not seen_objects.first((_norm(name), _hashable(box)), parts):
+        if not seen_objects.first((_normf(name), _hashable(box)), parts):
             continue
         objects.append({"name": name, "bbox": box, "parts": parts})
     return {"objects": objects}
@@ -435,10 +504,9 @@ def record_to_annotation(record: Mapping, keep_pseudo_flag: bool = False) -> dic
 
 def resolve_image_path(image_path: str, image_root: str | os.PathLike | None = None) -> Path:
     """An absolute path stays; a relative one resolves against ``image_root`` (default: CWD)."""
-    p = Path(image_path)
-    if p.is_absolute():
-        return p
-    return Path(image_root) / p if image_root is not None else Path.cwd() / p
+    if os.path.isabs(image_path):
+        return Path(image_path)
+    return Path(os.path.join(os.fspath(image_root) if image_root is not None else os.getcwd(), image_path))
 
 
 def parse_line(raw: bytes, line: int) -> tuple[dict | None, list[Problem]]:
@@ -528,5 +596,6 @@ __all__ = [
     "parse_line",
     "record_to_annotation",
     "resolve_image_path",
+    "validate_and_annotate",
     "validate_record",
 ]

@@ -51,6 +51,36 @@ class TSVRow:
         return Image.open(io.BytesIO(self.image_bytes)).convert("RGB")
 
 
+def _write_all(fd: int, pieces: list) -> None:
+    total = sum(len(p) for p in pieces)
+    n = os.writev(fd, pieces)
+    if n != total:  # short write: finish the rest piece by piece
+        data = b"".join(bytes(p) for p in pieces)[n:]
+        while data:
+            data = data[os.write(fd, data):]
+
+
+def _copy_range(src_fd: int, dst_fd: int, offset: int, length: int) -> None:
+    """Copy ``length`` bytes of ``src_fd`` at ``offset`` to the end position of ``dst_fd``."""
+    copy = getattr(os, "copy_file_range", None)
+    while length > 0 and copy is not None:
+        try:
+            n = copy(src_fd, dst_fd, length, offset)
+        except OSError:
+            break
+        if n <= 0:
+            break
+        offset += n
+        length -= n
+    while length > 0:  # portable fallback
+        data = os.pread(src_fd, min(length, 1 << 20), offset)
+        if not data:
+            raise OSError(f"spill file ended early ({length} bytes missing)")
+        _write_all(dst_fd, [data])
+        offset += len(data)
+        length -= len(data)
+
+
 def _strip_b64_column(col: bytes) -> bytes:
     col = col.strip()
     if col.startswith(b"b'") and col.endswith(b"'"):  # legacy str(bytes) wrapper
@@ -77,7 +107,10 @@ class TSVWriter:
         self.fsync = fsync
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._tmp_dir = Path(tempfile.mkdtemp(prefix=".tsv-writing-", dir=self.out_dir))
-        self._fh = {name: open(self._tmp_dir / name, "wb") for name in TSV_FILES}
+        self._fh = {name: open(self._tmp_dir / name, "wb") for name in (ANNOTATIONS_TSV, LINEIDX)}
+        # images.tsv is written unbuffered at the fd level (large payloads, zero-copy splicing)
+        self._fh[IMAGES_TSV] = open(self._tmp_dir / IMAGES_TSV, "wb", buffering=0)
+        self._img_fd = self._fh[IMAGES_TSV].fileno()
         self.img_offset = 0
         self.ann_offset = 0
         self.count = 0
@@ -92,14 +125,28 @@ class TSVWriter:
         if b"\n" in annotation_json:
             raise ValueError("annotation JSON must be a single line")
         head = str(self.img_offset).encode("ascii") + b"\t"
-        img_line = head + image_b64 + b"\n"
-        ann_line = head + annotation_json + b"\n"
-        self._fh[IMAGES_TSV].write(img_line)
-        self._fh[ANNOTATIONS_TSV].write(ann_line)
+        _write_all(self._img_fd, [head, image_b64, b"\n"])
+        self._finish_row(head, len(head) + len(image_b64) + 1, annotation_json)
+
+    def write_spliced(self, src_fd: int, src_offset: int, length: int, annotation_json: bytes) -> None:
+        """Append one row whose image column (base64 text + ``\\n``) is ``length`` bytes of
+        file ``src_fd`` at ``src_offset``; the kernel copies them (no user-space copy)."""
+        head = str(self.img_offset).encode("ascii") + b"\t"
+        _write_all(self._img_fd, [head])
+        _copy_range(src_fd, self._img_fd, src_offset, length)
+        self._finish_row(head, len(head) + length, annotation_json)
+
+    def _finish_row(self, head: bytes, img_line_len: int, annotation_json: bytes) -> None:
+        self._fh[ANNOTATIONS_TSV].write(head + annotation_json + b"\n")
         self._fh[LINEIDX].write(str(self.ann_offset).encode("ascii") + b"\n")
-        self.img_offset += len(img_line)
-        self.ann_offset += len(ann_line)
+        self.img_offset += img_line_len
+        self.ann_offset += len(head) + len(annotation_json) + 1
         self.count += 1
+
+    @property
+    def tmp_dir(self) -> Path:
+        """The private directory holding the files until :meth:`commit` (removed afterwards)."""
+        return self._tmp_dir
 
     def write_row(self, image_bytes: bytes, annotation: dict) -> None:
         """Append one row from raw image bytes and an annotation dict."""

@@ -122,3 +122,61 @@ def test_record_to_annotation_matches_reference_reshaping_and_dedup():
     flagged = R.record_to_annotation(rec, keep_pseudo_flag=True)
     assert flagged["objects"][0]["parts"][0]["is_pseudo_part"] is True
     assert list(flagged["objects"][0]["parts"][0]) == ["part_name", "bbox", "affordances", "is_pseudo_part"]
+
+
+# ---- property: the optimised one-pass annotation equals a plain implementation of the reference rules
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_num = st.sampled_from([0, 1, 1.0, 2, 5.5])
+_box = st.one_of(st.none(), st.lists(_num, min_size=4, max_size=4))
+_aff = st.fixed_dictionaries({"action": st.sampled_from(["grasp", "Grasp ", "__none__", "", None]),
+                              "sampled_points": st.one_of(st.none(), st.lists(st.lists(_num, min_size=2, max_size=3), max_size=2))})
+_part = st.fixed_dictionaries({"part_name": st.sampled_from(["handle", "Handle", None, "rim"]), "part_bbox": _box,
+                               "affordances": st.lists(_aff, max_size=3)})
+_obj = st.fixed_dictionaries({"phrase": st.sampled_from(["mug", "MUG", "", "bowl"]), "object_bbox": _box,
+                              "bbox": _box, "parts": st.lists(_part, max_size=3)})
+
+
+def _plain_reference(record):
+    def norm(v):
+        return str(v or "").strip().lower()
+
+    def key(v):
+        return tuple(v) if isinstance(v, list) else v
+
+    def dedup(items, k):
+        out, seen = [], set()
+        for it in items:
+            kk = k(it)
+            if kk not in seen:
+                seen.add(kk)
+                out.append(it)
+        return out
+
+    objs = []
+    for o in record["objects"]:
+        parts = []
+        for p in o["parts"]:
+            affs = []
+            for a in p["affordances"]:
+                sps = a.get("sampled_points") or []
+                pt = [sps[0][0], sps[0][1]] if sps and isinstance(sps[0], list) and len(sps[0]) >= 2 else None
+                affs.append({"action": a.get("action"), "point": pt})
+            affs = dedup(affs, lambda a: (norm(a["action"]), key(a["point"])))
+            parts.append({"part_name": p.get("part_name"), "bbox": p.get("part_bbox") or p.get("bbox"), "affordances": affs})
+        parts = dedup(parts, lambda p: (norm(p["part_name"]), key(p["bbox"]), json.dumps(p["affordances"], sort_keys=True)))
+        objs.append({"name": o.get("phrase") or o.get("name"), "bbox": o.get("object_bbox") or o.get("bbox"), "parts": parts})
+    objs = dedup(objs, lambda o: (norm(o["name"]), key(o["bbox"]), json.dumps(o["parts"], sort_keys=True)))
+    return {"objects": objs}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_obj, max_size=4))
+def test_annotation_equals_plain_reference_rules(objects):
+    rec = {"image_path": "a.jpg", "objects": objects}
+    expected = _plain_reference(json.loads(json.dumps(rec)))
+    assert R.record_to_annotation(rec) == expected
+    assert json.dumps(R.record_to_annotation(rec)) == json.dumps(expected)
+    clean, _, ann = R.validate_and_annotate(json.loads(json.dumps(rec)), 1, size=(4, 4))
+    assert json.dumps(ann) == json.dumps(expected)
