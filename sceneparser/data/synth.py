@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import math
 import os
 import random
 from pathlib import Path
