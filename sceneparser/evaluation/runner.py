@@ -475,6 +475,7 @@ def _run(cfg: EvalConfig, dist: _Dist, backend: Any, log: Callable[[str], None],
         )
         return EvalOutcome(out, dist.rank, dist.world, False, None, {"counts": counts, "timing": timing})
     t_merge = time.perf_counter()
+    mask_report = gt_mask_report(samples)
     n_rows = answer_io.write_jsonl_atomic(out / "answer.jsonl", merged)
     full_res, filt_res, final = score_answers(merged, cfg.level)
     from sceneparser.evaluation.final import final_metrics_text
@@ -487,6 +488,13 @@ def _run(cfg: EvalConfig, dist: _Dist, backend: Any, log: Callable[[str], None],
     timing["total_s"] = time.perf_counter() - t_start
     summary = _summary(cfg, merged, n_rows, samples, bad_lines, sample_problems, missing_images, counts, timing, dist)
     summary["val_field_warnings"] = record_warnings
+    summary["gt_masks"] = mask_report
+    if mask_report["missing"]:
+        log(
+            f"note: {mask_report['missing']} of {mask_report['referenced']} GT mask files were not found "
+            f"(e.g. {mask_report['example_missing']}); those affordances are checked against their boxes, "
+            "as the reference does. Pass --image-root/--mask-root if the masks live elsewhere."
+        )
     if dist.torchrun:
         summary["ranks"] = per_rank
     summary["final_metrics"] = final
@@ -577,6 +585,20 @@ def _merge(cfg: EvalConfig, samples: Sequence[EvalSample], parts_dir: Path):
     return merged, missing, pending
 
 
+def gt_mask_report(samples: Iterable[EvalSample]) -> dict:
+    """How many distinct GT ``mask_path`` files exist where the metric will look (the CWD)."""
+    paths = {
+        a["mask_path"]
+        for s in samples
+        for o in s.gt.get("objects") or []
+        for p in o.get("parts") or []
+        for a in p.get("affordances") or []
+        if isinstance(a.get("mask_path"), str) and a["mask_path"]
+    }
+    missing = sorted(p for p in paths if not os.path.isfile(p))
+    return {"referenced": len(paths), "missing": len(missing), "example_missing": missing[0] if missing else None}
+
+
 def _summary(cfg, merged, n_rows, samples, bad_lines, sample_problems, missing, counts, timing, dist) -> dict:
     status_counts: dict[str, int] = {}
     for r in merged:
@@ -626,6 +648,9 @@ def format_summary(summary: dict, final: dict | None) -> str:
             f"  image problems   {len(summary.get('images_missing_or_undecodable', []))} images / {nimg} samples, "
             f"{summary.get('image_problem_policy')}"
         )
+    masks = summary.get("gt_masks") or {}
+    if masks.get("missing"):
+        lines.append(f"  GT masks         {masks['missing']} of {masks['referenced']} not found (box fallback)")
     if summary.get("bad_val_lines"):
         lines.append(f"  bad val lines    {len(summary['bad_val_lines'])} (skipped, listed in eval_summary.json)")
     if summary.get("skipped_records"):

@@ -135,6 +135,8 @@ def test_gt_masks_are_resolved_against_the_image_root(data, tmp_path):
     assert with_masks.final["L1"] == no_masks.final["L1"] == 1.0
     assert no_masks.final["L3"] > 0.9
     assert with_masks.final["L3"] < no_masks.final["L3"]
+    assert with_masks.summary["gt_masks"]["missing"] == 0 and with_masks.summary["gt_masks"]["referenced"] > 0
+    assert no_masks.summary["gt_masks"]["missing"] == no_masks.summary["gt_masks"]["referenced"]
 
 
 def test_crash_mid_run_then_resume_gives_the_uninterrupted_answers(data, tmp_path):
