@@ -79,7 +79,20 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from sceneparser.evaluation.runner import format_summary, run_eval
 
-    outcome = run_eval(config_from_args(args))
+    from sceneparser.errors import SceneParserError
+
+    try:
+        outcome = run_eval(config_from_args(args))
+    except KeyboardInterrupt:
+        print(f"interrupted: the answers finished so far are saved in {args.out}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+    except SceneParserError:
+        raise
+    except Exception:
+        print(f"note: the answers finished so far are saved in {args.out}; "
+              "run the same command again to resume after fixing the problem below", file=sys.stderr)
+        raise
     if outcome.scored:
         print(format_summary(outcome.summary, outcome.final), file=sys.stdout, flush=True)
     return 0
