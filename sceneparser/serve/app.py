@@ -233,7 +233,8 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
     # -- error handlers: every error is JSON, never a traceback
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):
-        return error_response(exc.status, exc.message, exc.code, exc.param)
+        headers = {"Retry-After": "1"} if exc.status == 429 else None
+        return error_response(exc.status, exc.message, exc.code, exc.param, headers=headers)
 
     @app.exception_handler(BodyTooLargeError)
     async def _too_large(request: Request, exc: BodyTooLargeError):

@@ -173,6 +173,7 @@ def test_openai_client_works_unchanged(client):
         max_tokens=64,
     )
     assert json.loads(out.choices[0].message.content) == {"name": "bottle"}
+    assert out.model_extra["sceneparser"]["objects"][0]["name"] == "bottle"
     with pytest.raises(openai.NotFoundError):
         oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
 
@@ -325,8 +326,9 @@ def test_full_queue_gives_429_and_timeout_gives_503(model):
         threads[1].start()
         while batcher.queue_depth < 1 and time.time() < deadline:
             time.sleep(0.01)
-        err = assert_error(c.post("/v1/parse", json={"image": B64, "query": "cup"}), 429)
-        assert err["code"] == "queue_full"
+        resp = c.post("/v1/parse", json={"image": B64, "query": "cup"})
+        assert assert_error(resp, 429)["code"] == "queue_full"
+        assert resp.headers.get("retry-after") == "1"
         model.gate.set()
         for t in threads:
             t.join(10)
