@@ -174,6 +174,14 @@ def test_openai_client_works_unchanged(client):
     )
     assert json.loads(out.choices[0].message.content) == {"name": "bottle"}
     assert out.model_extra["sceneparser"]["objects"][0]["name"] == "bottle"
+    stream = oai.chat.completions.create(
+        model="sceneparser-test", stream=True,
+        messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + B64}},
+            {"type": "text", "text": "bottle"}]}],
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    assert json.loads(text) == {"name": "bottle"}
     with pytest.raises(openai.NotFoundError):
         oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
 
