@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long the first request of a batch waits for company (default: %(default)s)")
     parser.add_argument("--max-queue-size", type=int, default=d.max_queue_size, metavar="Q",
                         help="requests waiting beyond this get HTTP 429 (default: %(default)s)")
+    parser.add_argument("--max-inflight", type=int, default=None, metavar="N",
+                        help="requests inside the server at once, beyond which it answers 503 "
+                             "(default: 2 x queue size + batch size)")
     parser.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels, metavar="P",
                         help="larger images get HTTP 413, checked before decoding (default: %(default)s)")
     parser.add_argument("--max-request-bytes", type=int, default=d.max_request_bytes, metavar="S",
@@ -77,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("max_batch_size", "max_queue_size", "max_image_pixels", "max_request_bytes", "max_query_chars"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_inflight is not None and args.max_inflight < 1:
+        raise InputError("--max-inflight must be at least 1")
     if args.max_wait_ms < 0 or args.request_timeout <= 0:
         raise InputError("--max-wait-ms must be >= 0 and --request-timeout > 0")
     if not 0 < args.port < 65536:
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         request_timeout_s=args.request_timeout,
         model_name=served_name(args.model, args.served_model_name),
         exif_transpose=args.exif_transpose,
+        max_inflight=args.max_inflight,
     )
     app = create_app(make_batch_fn(parser), cfg)
     warn_if_public(args.host)

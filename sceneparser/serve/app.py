@@ -60,6 +60,13 @@ class ServeConfig:
     request_timeout_s: float = 300.0
     model_name: str = "sceneparser"
     exif_transpose: bool = False
+    max_inflight: int | None = None  # requests in the server at once (default 2 x queue + batch)
+
+    @property
+    def inflight_limit(self) -> int:
+        if self.max_inflight is not None:
+            return self.max_inflight
+        return 2 * self.max_queue_size + self.max_batch_size
 
 
 # ---------------------------------------------------------------------------- errors
@@ -84,19 +91,36 @@ class BodyTooLargeError(Exception):
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` without buffering them.
+    """Bound what a request may cost before any of it is read.
 
-    A declared ``Content-Length`` over the cap is answered 413 before anything is read; a body
-    sent without one (chunked) is counted as it streams and cut off at the cap.
+    * At most ``max_inflight`` requests are inside the server at once (``/health`` excepted);
+      beyond that the answer is 503 at once, so bodies and decoded images cannot pile up.
+    * A declared ``Content-Length`` over ``max_bytes`` is answered 413 before anything is read; a
+      body sent without one (chunked) is counted as it streams and cut off at the cap.
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, max_inflight: int | None = None):
         self.app = app
         self.max_bytes = int(max_bytes)
+        self.max_inflight = max_inflight
+        self.inflight = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self.max_inflight is None or scope.get("path") == "/health":
+            return await self._limited(scope, receive, send)
+        if self.inflight >= self.max_inflight:
+            resp = error_response(503, f"the server is busy ({self.inflight} requests in flight); retry shortly",
+                                  "busy", headers={"Retry-After": "1"})
+            return await resp(scope, receive, send)
+        self.inflight += 1
+        try:
+            return await self._limited(scope, receive, send)
+        finally:
+            self.inflight -= 1
+
+    async def _limited(self, scope, receive, send):
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -228,7 +252,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
     )
     app.state.config = cfg
     app.state.batcher = batcher
-    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_request_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_request_bytes, max_inflight=cfg.inflight_limit)
 
     # -- error handlers: every error is JSON, never a traceback
     @app.exception_handler(RequestError)
@@ -272,6 +296,13 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
     async def _unavailable(request: Request, exc: _Unavailable):
         return error_response(503, str(exc), "unavailable", headers={"Retry-After": "1"})
 
+    def reject_if_full() -> None:
+        """Refuse at once, before decoding anything, when the queue has no room."""
+        if batcher.full:
+            batcher.stats.rejected_full += 1
+            raise RequestError(429, f"the request queue is full ({cfg.max_queue_size} waiting); retry shortly",
+                               "queue_full")
+
     async def read_image_bytes(data: bytes) -> Any:
         return await run_in_threadpool(
             load_image, data, max_pixels=cfg.max_image_pixels, exif_transpose=cfg.exif_transpose
@@ -302,6 +333,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
     @app.post("/v1/parse", summary="parse one image (JSON with base64, or multipart upload)", openapi_extra=_PARSE_OPENAPI)
     async def parse(request: Request):
         t0 = time.perf_counter()
+        reject_if_full()
         media = _media_type(request)
         if media == "application/json":
             body = await request.body()
@@ -377,6 +409,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
                                "model_not_found", "model")
         if req.n != 1:
             raise RequestError(400, "only n=1 is supported", "invalid_request", "n")
+        reject_if_full()
         job = await _chat_job(req, cfg, read_image_bytes)
         created = int(time.time())
         results = await run_job(job)

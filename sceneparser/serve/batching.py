@@ -108,6 +108,10 @@ class DynamicBatcher(Generic[Item, Result]):
         return self._running and self._worker is not None and not self._worker.done()
 
     @property
+    def full(self) -> bool:
+        return self._queue is not None and self._queue.full()
+
+    @property
     def queue_depth(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 

@@ -349,3 +349,22 @@ def test_full_queue_gives_429_and_timeout_gives_503(model):
         assert_error(resp, 503)
         assert resp.headers.get("retry-after") == "1"
         model.gate.set()
+
+
+def test_requests_in_flight_are_capped_but_health_answers(model):
+    model.gate.clear()
+    cfg = ServeConfig(max_batch_size=1, max_wait_ms=0, max_inflight=1)
+    with TestClient(create_app(model, cfg)) as c:
+        statuses: list[int] = []
+        t = threading.Thread(target=lambda: statuses.append(
+            c.post("/v1/parse", json={"image": B64, "query": "cup"}).status_code))
+        t.start()
+        deadline = time.time() + 5
+        while c.app.state.batcher.stats.batches < 1 and time.time() < deadline:
+            time.sleep(0.01)
+        resp = c.post("/v1/parse", json={"image": B64, "query": "cup"})
+        assert assert_error(resp, 503)["code"] == "busy"
+        assert c.get("/health").status_code == 200
+        model.gate.set()
+        t.join(10)
+        assert statuses == [200]
