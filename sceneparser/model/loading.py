@@ -180,8 +180,10 @@ def save_model_dir(model, processor, path: str | os.PathLike, extra: dict | None
     """Write a complete model directory (see module docstring) and return its path."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    from sceneparser.model.tokenizer import save_tokenizer
+
     model.save_pretrained(str(path), safe_serialization=True)
-    processor.tokenizer.save_pretrained(str(path))
+    save_tokenizer(processor.tokenizer, path)  # reloadable even with Rex-Omni's reused ids
     if not (path / "chat_template.jinja").is_file() and processor.tokenizer.chat_template:
         (path / "chat_template.jinja").write_text(processor.tokenizer.chat_template, encoding="utf-8")
     processor.image_processor.save_pretrained(path)

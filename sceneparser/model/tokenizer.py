@@ -264,6 +264,81 @@ def convert_vocab_merges(path: str | os.PathLike, out_file: str | os.PathLike) -
     os.replace(tmp, out_file)
 
 
+def repaired_tokenizer_json(backend) -> str:
+    """The JSON of a ``tokenizers.Tokenizer``, correct even when two strings share one BPE id.
+
+    ``Tokenizer.save`` / ``to_str`` write the BPE merges through the model's id -> string table,
+    which holds one string per id; for a reused id that is the coordinate token, so the merges that
+    build the original piece come out naming ``<k>`` and the file no longer loads. This puts the
+    full vocabulary (both strings) and the original pieces in the merges back.
+    """
+    data = json.loads(backend.to_str())
+    model = data.get("model") or {}
+    if model.get("type") != "BPE":
+        return json.dumps(data, ensure_ascii=False)
+    full = backend.get_vocab(with_added_tokens=False)
+    by_id: dict[int, list[str]] = {}
+    for piece, i in full.items():
+        by_id.setdefault(i, []).append(piece)
+    added = {t["content"] for t in data.get("added_tokens") or []}
+    fix: dict[str, str] = {}
+    for pieces in by_id.values():
+        if len(pieces) < 2:
+            continue
+        originals = [p for p in pieces if p not in added]
+        if len(originals) == 1:
+            for p in pieces:
+                if p in added:
+                    fix[p] = originals[0]
+    if not fix:
+        return json.dumps(data, ensure_ascii=False)
+    merges = []
+    for m in model.get("merges") or []:
+        a, b = (m.split(" ", 1) if isinstance(m, str) else m)
+        merges.append([fix.get(a, a), fix.get(b, b)])
+    model["merges"] = merges
+    model["vocab"] = full
+    return json.dumps(data, ensure_ascii=False)
+
+
+def save_tokenizer(tokenizer, path: str | os.PathLike) -> Path:
+    """``tokenizer.save_pretrained(path)`` with a ``tokenizer.json`` that reloads with the same ids.
+
+    Needed for checkpoint tokenizers with reused ids (see :func:`repaired_tokenizer_json`); for any
+    other tokenizer it is the same as ``save_pretrained``. Tokenizers returned by
+    :func:`load_tokenizer` already do this in their own ``save_pretrained``.
+    """
+    path = Path(path)
+    tokenizer.save_pretrained(str(path))
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and (path / "tokenizer.json").is_file():
+        text = repaired_tokenizer_json(backend)
+        tmp = path / f"tokenizer.json.tmp{os.getpid()}"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path / "tokenizer.json")
+    return path
+
+
+def _checkpoint_tokenizer_class():
+    """``PreTrainedTokenizerFast`` whose ``save_pretrained`` writes a reloadable ``tokenizer.json``."""
+    from transformers import PreTrainedTokenizerFast
+
+    class CheckpointTokenizerFast(PreTrainedTokenizerFast):
+        def save_pretrained(self, save_directory, *args, **kwargs):
+            out = super().save_pretrained(save_directory, *args, **kwargs)
+            d = Path(save_directory)
+            if (d / "tokenizer.json").is_file():
+                (d / "tokenizer.json").write_text(repaired_tokenizer_json(self.backend_tokenizer), encoding="utf-8")
+            cfg = d / "tokenizer_config.json"
+            if cfg.is_file():  # name the stock class so that any loader (vLLM, AutoTokenizer) finds it
+                data = json.loads(cfg.read_text(encoding="utf-8"))
+                data["tokenizer_class"] = PreTrainedTokenizerFast.__name__
+                cfg.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            return out
+
+    return CheckpointTokenizerFast
+
+
 def default_cache_dir() -> Path:
     root = os.environ.get("SCENEPARSER_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sceneparser"
@@ -327,8 +402,9 @@ def load_tokenizer(path: str | os.PathLike, *, cache_dir: str | os.PathLike | No
             convert_vocab_merges(path, tok_file)
     else:
         tok_file = path / "tokenizer.json"
+    cls = _checkpoint_tokenizer_class() if layout in ("reused-ids", "vocab-merges") else PreTrainedTokenizerFast
     try:
-        tok = PreTrainedTokenizerFast(tokenizer_file=str(tok_file), clean_up_tokenization_spaces=False)
+        tok = cls(tokenizer_file=str(tok_file), clean_up_tokenization_spaces=False)
     except Exception as exc:  # corrupt file
         raise ModelLoadError(f"cannot load tokenizer {tok_file}: {exc}") from exc
     _apply_config(tok, config)
@@ -353,6 +429,8 @@ __all__ = [
     "convert_vocab_merges",
     "detect_layout",
     "load_tokenizer",
+    "repaired_tokenizer_json",
+    "save_tokenizer",
 ]
 
 

@@ -187,3 +187,20 @@ def test_missing_tokenizer_files(tmp_path):
 
     with pytest.raises(ModelLoadError, match="no tokenizer"):
         load_tokenizer(tmp_path)
+
+
+def test_saving_a_checkpoint_tokenizer_keeps_the_ids(rex, tmp_path):
+    """A fine-tuned model saved from the released checkpoint must reload with the same ids
+    (``Tokenizer.save`` alone writes merges that name ``<k>`` instead of the reused pieces)."""
+    from transformers import AutoTokenizer
+
+    from sceneparser.model.tokenizer import save_tokenizer
+
+    text = "<|im_start|>user\n<|box_start|><5><17><999><|box_end|>\u2209 Parse mug<|im_end|>"
+    expected = rex(text, add_special_tokens=False)["input_ids"]
+    rex.save_pretrained(str(tmp_path / "a"))
+    save_tokenizer(rex, tmp_path / "b")
+    for d in ("a", "b"):
+        assert detect_layout(tmp_path / d) == "tokenizer-json"
+        assert load_tokenizer(tmp_path / d)(text, add_special_tokens=False)["input_ids"] == expected
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "a"))(text, add_special_tokens=False)["input_ids"] == expected
