@@ -54,7 +54,6 @@ import os
 from collections import Counter, OrderedDict
 from fractions import Fraction
 from pathlib import Path
-from statistics import mean as _statistics_mean
 from typing import Any, Callable, Iterable, Iterator
 
 from sceneparser.errors import InputError
@@ -170,14 +169,20 @@ def load_alias_map(path) -> dict:
 
 
 def _small_mean(values: list):
-    """``statistics.mean`` of a short list of floats, with fast exact paths."""
+    """``statistics.mean`` of a short list of floats, exactly (one correctly rounded division)."""
     first = values[0]
-    if len(values) == 1:
+    n = len(values)
+    if n == 1:
         return first
     for v in values:
         if v != first:
-            return _statistics_mean(values)
-    return first
+            break
+    else:
+        return first
+    ratios = [v.as_integer_ratio() for v in values]
+    den = max(d for _, d in ratios)  # all powers of two
+    num = sum(a * (den // d) for a, d in ratios)
+    return num / (den * n)  # int / int true division is correctly rounded
 
 
 class _FloatMean:
@@ -199,8 +204,10 @@ class _FloatMean:
             return empty
         if len(self.counts) == 1:
             return next(iter(self.counts))
-        total = sum(Fraction(v) * c for v, c in self.counts.items())
-        return float(total / self.n)
+        ratios = [(v.as_integer_ratio(), c) for v, c in self.counts.items()]
+        den = max(d for (_, d), _ in ratios)
+        num = sum(a * (den // d) * c for (a, d), c in ratios)
+        return num / (den * self.n)
 
 
 class _IntMean:
@@ -224,23 +231,33 @@ class _IntMean:
 
 
 class _PairMean:
-    """Macro (precision, recall) pairs -> ``{"precision", "recall", "f1"}`` (F1 of the means)."""
+    """Macro (precision, recall) pairs -> ``{"precision", "recall", "f1"}`` (F1 of the means).
 
-    __slots__ = ("p", "r")
+    Counts each distinct (p, r) pair in ``counts`` (callers may update it directly); the exact
+    means are taken once, at the end.
+    """
+
+    __slots__ = ("counts",)
 
     def __init__(self):
-        self.p = _FloatMean()
-        self.r = _FloatMean()
+        self.counts: dict = {}
 
     def add(self, p, r) -> None:
-        self.p.add(p)
-        self.r.add(r)
+        key = (p, r)
+        c = self.counts
+        c[key] = c.get(key, 0) + 1
 
     def summary(self) -> dict:
-        if not self.p.n:
+        n = sum(self.counts.values())
+        if not n:
             return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-        p = self.p.mean()
-        r = self.r.mean()
+        ps, rs = _FloatMean(), _FloatMean()
+        for (p, r), k in self.counts.items():
+            ps.counts[p] = ps.counts.get(p, 0) + k
+            rs.counts[r] = rs.counts.get(r, 0) + k
+        ps.n = rs.n = n
+        p = ps.mean()
+        r = rs.mean()
         return {"precision": p, "recall": r, "f1": f1(p, r)}
 
 
@@ -304,8 +321,22 @@ class _MaskReader:
 
 
 # ---------------------------------------------------------------------------------------------
-# input validation -> light internal records
+# input: a fast reader that builds light records, and a slow one that explains what is wrong
 # ---------------------------------------------------------------------------------------------
+#
+# Records (plain tuples, built once per sample; the input dicts are never modified):
+#   object  (name, bbox, parts, n_part_affs, flat_len, flat_affs, semantic_part_names, semantic_actions)
+#           flat_affs: object level = part-level affordances, else object-level ones (reference
+#           ``get_object_affordances``); scene level = part-level + object-level.
+#           semantic_*: canonical labels of the entries with a truthy raw label (object level).
+#   part    (canon_name, bbox, affs, raw_name)
+#   GT aff  (canon_action, raw_action, mask_path, region_box, flat_part_box)
+#   pred aff(canon_action, raw_action, point)
+# Objects and parts keep name and box at indices 0 and 1, so one matcher serves both.
+
+
+class _Invalid(Exception):
+    """Raised by the fast reader; the slow validator then finds and names the bad field."""
 
 
 class _Bad(Exception):
@@ -324,45 +355,47 @@ def _fmt_path(path: tuple) -> str:
     return out
 
 
-def _check_numbers(value, n: int, path: tuple, what: str):
-    """``None`` or a list of ``n`` real numbers (non-finite floats allowed); returns value."""
-    if value is None:
-        return None
-    if type(value) is not list or len(value) != n:
-        if isinstance(value, (list, tuple)):
-            raise _Bad(path, f"a {what} needs exactly {n} numbers, got {len(value)}")
-        raise _Bad(path, f"a {what} must be null or a list of {n} numbers, got {type(value).__name__}")
-    for v in value:
-        t = type(v)
-        if t is float:
+def _coords_ok(v, n: int) -> bool:
+    """A list of exactly ``n`` real numbers (bools count, as in Python; non-finite floats too)."""
+    if type(v) is not list or len(v) != n:
+        return False
+    for x in v:
+        if type(x) is float:
             continue
-        if t is int:
-            if -_MAX_FLOAT <= v <= _MAX_FLOAT:
-                continue
-            raise _Bad(path, f"coordinate {str(v)[:20]}... is too large")
-        raise _Bad(path, f"a {what} must hold numbers, found {type(v).__name__} {str(v)[:30]!r}")
-    return value
+        if isinstance(x, int) and -_MAX_FLOAT <= x <= _MAX_FLOAT:
+            continue
+        return False
+    return True
 
 
-def _as_list(value, path: tuple) -> list:
-    if value is None:
-        return []
-    if type(value) is not list:
-        raise _Bad(path, f"must be a list or null, got {type(value).__name__}")
-    return value
-
-
-def _check_dict(value, path: tuple) -> dict:
-    if type(value) is not dict:
-        raise _Bad(path, f"must be a JSON object, got {type(value).__name__}")
-    return value
+def _explain_coords(v, n: int, what: str) -> str:
+    if not isinstance(v, list):
+        return f"a {what} must be null or a list of {n} numbers, got {type(v).__name__}"
+    if len(v) != n:
+        return f"a {what} needs exactly {n} numbers, got {len(v)}"
+    for x in v:
+        if isinstance(x, (int, float)) and not (isinstance(x, int) and not -_MAX_FLOAT <= x <= _MAX_FLOAT):
+            continue
+        if isinstance(x, int):
+            return f"coordinate {str(x)[:20]}... is too large for a float"
+        return f"a {what} must hold numbers, found {type(x).__name__} {str(x)[:30]!r}"
+    return f"malformed {what}"
 
 
 _PSEUDO = "__placeholder_part__"
-_NONE_ACTIONS = ("__none__", "__placeholder_action__")
+_NONE_ACTIONS = frozenset({"__none__", "__placeholder_action__"})
+_CACHE_LIMIT = 50_000
 
-# internal part record: (raw_name, canon_name, bbox, affs)
-# internal object record: (name, bbox, parts, n_part_affs, flat_len, obj_affs, raw_obj)
+
+def _scene_point(aff: dict):
+    """Scene-level predicted point: ``point`` if a list of >= 2, else ``points``/``sampled_points``[0]."""
+    p = aff.get("point")
+    if isinstance(p, list) and len(p) >= 2:
+        return [p[0], p[1]]
+    points = aff.get("points") or aff.get("sampled_points") or []
+    if isinstance(points, list) and points and isinstance(points[0], list) and len(points[0]) >= 2:
+        return [points[0][0], points[0][1]]
+    return None
 
 
 class _Base:
@@ -405,9 +438,12 @@ class _Base:
             self.part_alias = {}
             self.action_alias = {}
         self.matching = matching
+        self.optimal = matching == "optimal"
         self.normalize_object_names = bool(normalize_object_names)
         self.masks = _MaskReader(mask_root, check_exists=self.level == "object")
         self.num_samples = 0
+        self._part_cache: dict = {}
+        self._action_cache: dict = {}
 
     # ------------------------------------------------------------------ labels
     def canon_part(self, value) -> str:
@@ -418,110 +454,229 @@ class _Base:
         action = str(value or "").strip().lower()
         return self.action_alias.get(action, action) if self.canonical_eval else action
 
-    # ------------------------------------------------------------------ reading one side
-    def _side(self, sample: dict, key: str):
-        """(objects list, json_ok) for ``gt`` / ``extracted_predictions`` with null -> empty."""
-        if key in sample:
-            container = sample[key]
-            present = True
-        else:
-            container, present = {}, False
-        if container is None:
-            container = {}
-            present = False
-        _check_dict(container, (key,))
-        json_ok = 1.0 if (present and "objects" in container) else 0.0
-        objs = _as_list(container.get("objects", []), (key, "objects"))
-        return objs, json_ok
-
-    def _affs(self, value, path: tuple, side: str) -> list:
-        """Validated affordance list of one part (or object), none-actions dropped if asked."""
-        affs = _as_list(value, path)
-        if not affs:
-            return affs
-        out = affs
-        none_filter = self.ignore_none_action
-        skip_non_dict = self.level == "scene" and not none_filter  # the scene metric ignores them
-        check = self._check_gt_aff if side == "gt" else self._check_pred_aff
-        for i, a in enumerate(affs):
-            drop = False
-            if type(a) is not dict:
-                if not skip_non_dict:
-                    raise _Bad(path + (i,), f"must be a JSON object, got {type(a).__name__}")
-                drop = True
-            elif none_filter:
-                act = a.get("action")
-                drop = bool(act) and str(act).strip().lower() in _NONE_ACTIONS
-            if drop:
-                if out is affs:
-                    out = affs[:i]
-                continue
-            check(a, path + (i,))
-            if out is not affs:
-                out.append(a)
+    def _label(self, value, cache: dict, alias: dict) -> tuple:
+        """(normalised, canonical) for a raw label; str labels are cached."""
+        if type(value) is str:
+            hit = cache.get(value)
+            if hit is not None:
+                return hit
+        n = str(value or "").strip().lower()
+        out = (n, alias.get(n, n) if self.canonical_eval else n)
+        if type(value) is str and len(cache) < _CACHE_LIMIT:
+            cache[value] = out
         return out
 
-    def _prepare(self, objs: list, side: str) -> list:
-        """Validate one side and turn it into internal records (no copies of the input)."""
+    # ------------------------------------------------------------------ fast reader
+    def _containers(self, sample):
+        """(gt objects, pred objects, json_ok) with null -> empty; _Invalid on wrong types."""
+        gt = sample.get("gt")
+        if type(gt) is dict:
+            gobjs = gt.get("objects") or []
+            if type(gobjs) is not list:
+                raise _Invalid
+        elif not gt:
+            gobjs = []
+        else:
+            raise _Invalid
+        pred = sample.get("extracted_predictions")
+        if type(pred) is dict:
+            json_ok = 1.0 if "objects" in pred else 0.0
+            pobjs = pred.get("objects") or []
+            if type(pobjs) is not list:
+                raise _Invalid
+        elif not pred:
+            pobjs = []
+            json_ok = 0.0
+        else:
+            raise _Invalid
+        return gobjs, pobjs, json_ok
+
+    def _affs(self, affs, is_gt: bool, part_box) -> list:
+        if type(affs) is not list:
+            raise _Invalid
+        out = []
+        scene = self.level == "scene"
+        none_filter = self.ignore_none_action
+        cache, alias = self._action_cache, self.action_alias
+        for a in affs:
+            if type(a) is not dict:
+                if scene and not none_filter:
+                    continue  # the scene metric ignores non-dict entries
+                raise _Invalid
+            act = a.get("action")
+            if act.__class__ is str:
+                lab = cache.get(act) or self._label(act, cache, alias)
+            else:
+                lab = self._label(act, cache, alias)
+            if none_filter and lab[0] in _NONE_ACTIONS:
+                continue
+            if is_gt:
+                region = a["affordance_bbox"] if "affordance_bbox" in a else a.get("bbox")
+                if region is not None:
+                    if region.__class__ is not list or len(region) != 4:
+                        raise _Invalid
+                    sum(region) + 0.0  # TypeError on non-numbers, OverflowError on huge ints
+                if "part_bbox" in a:
+                    fb = a["part_bbox"]
+                    if fb is not None and not _coords_ok(fb, 4):
+                        raise _Invalid
+                else:
+                    fb = part_box
+                mask = a.get("mask_path")
+                if mask and type(mask) is not str:
+                    raise _Invalid
+                rec = (lab[1], act, mask, region, fb)
+            else:
+                if scene:
+                    pt = _scene_point(a)
+                    if pt is not None and not _coords_ok(pt, 2):
+                        raise _Invalid
+                else:
+                    pt = a["point"] if "point" in a else a.get("affordance_point")
+                    if pt is not None:
+                        if pt.__class__ is not list or len(pt) != 2:
+                            raise _Invalid
+                        sum(pt) + 0.0
+                rec = (lab[1], act, pt)
+            if scene and not act:
+                continue  # the scene metric counts only affordances with an action
+            out.append(rec)
+        return out
+
+    def _objects(self, objs: list, is_gt: bool) -> list:
         records = []
         pseudo = self.ignore_pseudo_part
-        canon_part = self.canon_part
-        for oi, o in enumerate(objs):
-            opath = (side, "objects", oi)
+        cache, alias = self._part_cache, self.part_alias
+        scene = self.level == "scene"
+        norm_names = scene or self.normalize_object_names
+        for o in objs:
             if type(o) is not dict:
-                raise _Bad(opath, f"must be a JSON object, got {type(o).__name__}")
-            bbox = _check_numbers(o.get("bbox"), 4, opath + ("bbox",), "box")
-            raw_parts = _as_list(o.get("parts"), opath + ("parts",))
+                raise _Invalid
+            bbox = o.get("bbox")
+            if bbox is not None:
+                if bbox.__class__ is not list or len(bbox) != 4:
+                    raise _Invalid
+                sum(bbox) + 0.0  # TypeError on non-numbers, OverflowError on huge ints
+            raw_parts = o.get("parts")
             parts = []
             n_part_affs = 0
-            for pi, p in enumerate(raw_parts):
-                ppath = opath + ("parts", pi)
-                if type(p) is not dict:
-                    raise _Bad(ppath, f"must be a JSON object, got {type(p).__name__}")
-                pname = p.get("part_name")
-                if pseudo and (p.get("is_pseudo_part", False) or (pname and str(pname).strip().lower() == _PSEUDO)):
-                    continue
-                pbox = _check_numbers(p.get("bbox"), 4, ppath + ("bbox",), "box")
-                affs = self._affs(p.get("affordances"), ppath + ("affordances",), side)
-                n_part_affs += len(affs)
-                parts.append((pname, canon_part(pname), pbox, affs))
+            if raw_parts:
+                if type(raw_parts) is not list:
+                    raise _Invalid
+                for p in raw_parts:
+                    if type(p) is not dict:
+                        raise _Invalid
+                    pname = p.get("part_name")
+                    lab = (cache.get(pname) if pname.__class__ is str else None) or self._label(pname, cache, alias)
+                    if pseudo and (p.get("is_pseudo_part", False) or lab[0] == _PSEUDO):
+                        continue
+                    pbox = p.get("bbox")
+                    if pbox is not None:
+                        if pbox.__class__ is not list or len(pbox) != 4:
+                            raise _Invalid
+                        sum(pbox) + 0.0
+                    raw_affs = p.get("affordances")
+                    affs = self._affs(raw_affs, is_gt, pbox) if raw_affs else []
+                    n_part_affs += len(affs)
+                    parts.append((lab[1], pbox, affs, pname))
+            obj_affs = []
             if "affordances" in o:
-                obj_affs = self._affs(o["affordances"], opath + ("affordances",), side)
+                raw = o["affordances"]
+                if raw:
+                    obj_affs = self._affs(raw, is_gt, None)
+            name = o.get("name")
+            if norm_names:
+                name = normalize_label(name)
+            if scene:
+                flat = [a for part in parts for a in part[2]] + obj_affs if n_part_affs else obj_affs
+                records.append((name, bbox, parts, n_part_affs, len(flat), flat, None, None))
             else:
-                obj_affs = []
-            records.append(self._object_record(o, bbox, parts, n_part_affs, obj_affs))
+                flat = [a for part in parts for a in part[2]] if n_part_affs else obj_affs
+                records.append((name, bbox, parts, n_part_affs, len(flat), flat,
+                                [pt[0] for pt in parts if pt[3]] if parts else (),
+                                [a[0] for a in flat if a[1]] if flat else ()))
         return records
 
-    def _check_gt_aff(self, a: dict, path: tuple) -> None:
-        """The GT fields the metrics read: the region (mask path, affordance box, part box)."""
-        if "affordance_bbox" in a:
-            _check_numbers(a["affordance_bbox"], 4, path + ("affordance_bbox",), "box")
-        elif "bbox" in a:
-            _check_numbers(a["bbox"], 4, path + ("bbox",), "box")
-        if "part_bbox" in a:
-            _check_numbers(a["part_bbox"], 4, path + ("part_bbox",), "box")
-        mp = a.get("mask_path")
-        if mp and type(mp) is not str:
-            raise _Bad(path + ("mask_path",), f"must be a string or null, got {type(mp).__name__}")
+    # ------------------------------------------------------------------ slow validator (messages)
+    def _explain(self, sample) -> None:
+        """Raise _Bad naming the first malformed field of ``sample`` (the fast reader refused it)."""
+        if not isinstance(sample, dict):
+            raise _Bad((), f"an answer line must be a JSON object, got {type(sample).__name__}")
+        scene = self.level == "scene"
+        for key in ("gt", "extracted_predictions"):
+            cont = sample.get(key)
+            if not cont:
+                continue
+            if not isinstance(cont, dict):
+                raise _Bad((key,), f"must be a JSON object or null, got {type(cont).__name__}")
+            objs = cont.get("objects")
+            if not objs:
+                continue
+            if not isinstance(objs, list):
+                raise _Bad((key, "objects"), f"must be a list or null, got {type(objs).__name__}")
+            for oi, o in enumerate(objs):
+                op = (key, "objects", oi)
+                if not isinstance(o, dict):
+                    raise _Bad(op, f"must be a JSON object, got {type(o).__name__}")
+                self._explain_coords(o.get("bbox"), 4, op + ("bbox",), "box")
+                holders = []
+                parts = o.get("parts") or []
+                if not isinstance(parts, list):
+                    raise _Bad(op + ("parts",), f"must be a list or null, got {type(parts).__name__}")
+                for pi, p in enumerate(parts or []):
+                    pp = op + ("parts", pi)
+                    if not isinstance(p, dict):
+                        raise _Bad(pp, f"must be a JSON object, got {type(p).__name__}")
+                    self._explain_coords(p.get("bbox"), 4, pp + ("bbox",), "box")
+                    holders.append((p.get("affordances"), pp + ("affordances",)))
+                if "affordances" in o:
+                    holders.append((o["affordances"], op + ("affordances",)))
+                for affs, ap in holders:
+                    if not affs:
+                        continue
+                    if not isinstance(affs, list):
+                        raise _Bad(ap, f"must be a list or null, got {type(affs).__name__}")
+                    for ai, a in enumerate(affs):
+                        if not isinstance(a, dict):
+                            if scene and not self.ignore_none_action:
+                                continue
+                            raise _Bad(ap + (ai,), f"must be a JSON object, got {type(a).__name__}")
+                        if key == "gt":
+                            rk = "affordance_bbox" if "affordance_bbox" in a else "bbox"
+                            self._explain_coords(a.get(rk), 4, ap + (ai, rk), "box")
+                            self._explain_coords(a.get("part_bbox"), 4, ap + (ai, "part_bbox"), "box")
+                            mp = a.get("mask_path")
+                            if mp and not isinstance(mp, str):
+                                raise _Bad(ap + (ai, "mask_path"), f"must be a string or null, got {type(mp).__name__}")
+                        elif scene:
+                            self._explain_coords(_scene_point(a), 2, ap + (ai, "point"), "point")
+                        else:
+                            pk = "point" if "point" in a else "affordance_point"
+                            self._explain_coords(a.get(pk), 2, ap + (ai, pk), "point")
 
-    def _check_pred_aff(self, a: dict, path: tuple) -> None:
-        """The predicted fields the object metric reads: the point."""
-        if "point" in a:
-            _check_numbers(a["point"], 2, path + ("point",), "point")
-        elif "affordance_point" in a:
-            _check_numbers(a["affordance_point"], 2, path + ("affordance_point",), "point")
+    @staticmethod
+    def _explain_coords(v, n, path, what) -> None:
+        if v is not None and not _coords_ok(v, n):
+            raise _Bad(path, _explain_coords(v, n, what))
 
     # ------------------------------------------------------------------ public API
     def update(self, sample: dict) -> None:
         """Add one answer line (a dict). Raises InputError (nothing counted) on malformed input."""
         try:
             if type(sample) is not dict:
-                raise _Bad((), f"an answer line must be a JSON object, got {type(sample).__name__}")
-            state = self._read(sample)
-        except _Bad as exc:
-            where = _fmt_path(exc.path) or "line"
-            raise InputError(f"{where}: {exc.message}") from None
-        self._accumulate(*state)
+                raise _Invalid
+            gobjs, pobjs, json_ok = self._containers(sample)
+            G = self._objects(gobjs, True)
+            P = self._objects(pobjs, False)
+        except (_Invalid, TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError) as exc:
+            try:
+                self._explain(sample)
+            except _Bad as bad:
+                raise InputError(f"{_fmt_path(bad.path) or 'line'}: {bad.message}") from None
+            raise InputError(f"malformed answer line ({type(exc).__name__}: {exc})") from None
+        if self.filter_wrapper:
+            json_ok = 1.0
+        self._accumulate(G, P, json_ok)
         self.num_samples += 1
 
     def update_many(self, samples: Iterable[dict]) -> None:
@@ -534,121 +689,186 @@ class _Base:
             diag["ignore_none_action"] = self.ignore_none_action
             diag["base_metric_script"] = self.base_script
 
-    # ------------------------------------------------------------------ region tests
-    def in_region(self, point, gt_aff: dict, fallback_bbox) -> bool:
-        mask_path = gt_aff.get("mask_path")
-        if mask_path:
-            r = self.masks.lookup(point, mask_path)
+    # ------------------------------------------------------------------ region test
+    def in_region(self, point, g, fallback) -> bool:
+        """``g`` is a GT aff record: the mask decides alone when readable, else the box (or fallback)."""
+        mask = g[2]
+        if mask:
+            r = self.masks.lookup(point, mask)
             if r is not None:
                 return r
-        bbox = gt_aff["affordance_bbox"] if "affordance_bbox" in gt_aff else gt_aff.get("bbox")
-        if bbox is None:
-            bbox = fallback_bbox
-        return point_in_box(point, bbox)
+        box = g[3]
+        if box is None:
+            box = fallback
+        if point is None or box is None:
+            return False
+        x, y = point
+        x1, y1, x2, y2 = box
+        # min/max of two, exactly as the builtins (first argument kept on ties and NaN)
+        x1, x2 = (x2 if x2 < x1 else x1), (x2 if x2 > x1 else x1)
+        y1, y2 = (y2 if y2 < y1 else y1), (y2 if y2 > y1 else y1)
+        return x1 <= x <= x2 and y1 <= y <= y2
 
     # ------------------------------------------------------------------ matching
-    def _match_boxes(self, gitems, pitems, thr: float, gname: Callable, pname: Callable, gbox: Callable,
-                     pbox: Callable, cache: dict | None = None) -> list:
-        """Pairs (gi, pj) in GT order: greedy (reference) or optimal; name-equal and IoU >= thr."""
-        if not gitems or not pitems:
+    def _match(self, table: list, thr: float) -> list:
+        """Pairs (gi, pj) in GT order with IoU >= thr from an :func:`_iou_table`: greedy or optimal."""
+        if not table:
             return []
-        if cache is not None and "cands" in cache:
-            cands = cache["cands"]
-        else:
-            cands = []
-            pnames = [pname(p) for p in pitems]
-            for gi, g in enumerate(gitems):
-                gn = gname(g)
-                gb = gbox(g)
-                row = None
-                for pj, pn in enumerate(pnames):
-                    if pn != gn:
-                        continue
-                    s = iou(gb, pbox(pitems[pj]))
-                    if s >= 0.5 and s > 0.0:
-                        if row is None:
-                            row = []
-                            cands.append((gi, row))
-                        row.append((pj, s))
-            if cache is not None:
-                cache["cands"] = cands
-        if not cands:
-            return []
-        if self.matching == "optimal":
-            return _optimal_pairs(cands, thr)
-        used = set()
+        if self.optimal:
+            return _optimal_pairs(table, thr)
+        used = 0  # bit set over predicted indices
         pairs = []
-        for gi, row in cands:
+        for gi, row, top in table:
+            if top < thr:
+                continue
+            if len(row) == 1:  # its only IoU is top >= thr > 0
+                bit = 1 << row[0][0]
+                if not used & bit:
+                    used |= bit
+                    pairs.append((gi, row[0][0]))
+                continue
             best_j = -1
             best = 0.0
             for pj, s in row:
-                if s >= thr and s > best and pj not in used:
+                if s >= thr and s > best and not used & (1 << pj):
                     best = s
                     best_j = pj
             if best_j != -1:
-                used.add(best_j)
+                used |= 1 << best_j
                 pairs.append((gi, best_j))
         return pairs
 
-    def _match_parts(self, gparts, pparts, thr, cache=None) -> list:
-        return self._match_boxes(gparts, pparts, thr, _p_canon, _p_canon, _p_box, _p_box, cache)
+    def _aff_matches(self, gaffs: list, paffs: list, fallback, use_flat_fallback: bool = False) -> int:
+        """Affordance matches of GT records vs pred records: first-fit (reference) or max cardinality.
 
-    def _aff_first_fit(self, gaffs, paffs, fallback, point_of, canon_gt, canon_pred, fallback_of=None) -> int:
-        """Affordance matches in one GT/pred list pair: first-fit (reference) or max cardinality."""
+        The region fallback is ``fallback`` or, with ``use_flat_fallback``, each GT record's own
+        flat part box.
+        """
         if not gaffs or not paffs:
             return 0
-        canon_action = self.canon_action
-        pacts = [canon_action(canon_pred(a)) for a in paffs]
-        ppts = [point_of(a) for a in paffs]
         in_region = self.in_region
-        if self.matching == "optimal":
+        if self.optimal:
             edges = []
-            for gi, ga in enumerate(gaffs):
-                gact = canon_action(canon_gt(ga))
-                gaff = ga if fallback_of is None else ga[0]
-                fb = fallback if fallback_of is None else fallback_of(ga)
-                row = [j for j in range(len(paffs)) if pacts[j] == gact and in_region(ppts[j], gaff, fb)]
+            for gi, g in enumerate(gaffs):
+                fb = g[4] if use_flat_fallback else fallback
+                gact = g[0]
+                row = [(j, 1.0) for j, p in enumerate(paffs) if p[0] == gact and in_region(p[2], g, fb)]
                 if row:
-                    edges.append((gi, [(j, 1.0) for j in row]))
+                    edges.append((gi, row, 1.0))
             return len(_optimal_pairs(edges, 0.0)) if edges else 0
-        used = set()
+        used = 0  # bit set over predicted indices
         matched = 0
-        for ga in gaffs:
-            gact = canon_action(canon_gt(ga))
-            gaff = ga if fallback_of is None else ga[0]
-            fb = fallback if fallback_of is None else fallback_of(ga)
-            for j in range(len(paffs)):
-                if j in used or pacts[j] != gact:
-                    continue
-                if in_region(ppts[j], gaff, fb):
-                    used.add(j)
-                    matched += 1
-                    break
+        for g in gaffs:
+            gact = g[0]
+            fb = g[4] if use_flat_fallback else fallback
+            mask = g[2]
+            box = g[3]
+            if box is None:
+                box = fb
+            if box is not None:
+                x1, y1, x2, y2 = box
+                # min/max of two, exactly as the builtins (first argument kept on ties and NaN)
+                x1, x2 = (x2 if x2 < x1 else x1), (x2 if x2 > x1 else x1)
+                y1, y2 = (y2 if y2 < y1 else y1), (y2 if y2 > y1 else y1)
+            bit = 1
+            for p in paffs:
+                if not used & bit and p[0] == gact:
+                    if mask:
+                        ok = in_region(p[2], g, fb)
+                    else:
+                        pt = p[2]
+                        if pt is None or box is None:
+                            ok = False
+                        else:
+                            x, y = pt
+                            ok = x1 <= x <= x2 and y1 <= y <= y2
+                    if ok:
+                        used |= bit
+                        matched += 1
+                        break
+                bit <<= 1
         return matched
 
 
-def _p_canon(part):
-    return part[1]
+def _iou_table(G: list, P: list, keep_all: bool = True) -> list:
+    """Name-equal pairs with their reference IoU: ``[(gi, [(pj, iou), ...], best_iou), ...]``.
+
+    Works on objects and parts alike (name at [0], box at [1]); rows are in GT order and
+    predictions in index order, so the greedy matcher sees exactly the reference's scan order.
+    Pairs with a null box get IoU 0.0 (kept: the semantic diagnostics allow IoU 0). With
+    ``keep_all=False`` only pairs with IoU >= 0.5 are listed (all that matching needs).
+
+    The arithmetic is the reference ``iou(gt_box, pred_box)`` operation for operation, with
+    ``b if b > a else a`` standing for ``max(a, b)`` (identical, NaN included) and the two
+    areas computed once per box instead of once per pair (same values).
+    """
+    pinfo = []
+    for p in P:
+        b = p[1]
+        if b is None:
+            pinfo.append(None)
+        else:
+            q0, q1, q2, q3 = b
+            w = q2 - q0
+            h = q3 - q1
+            pinfo.append((q0, q1, q2, q3, (w if w > 0.0 else 0.0) * (h if h > 0.0 else 0.0)))
+    table = []
+    for gi, g in enumerate(G):
+        gn = g[0]
+        b1 = g[1]
+        if b1 is not None:
+            g0, g1, g2, g3 = b1
+            w = g2 - g0
+            h = g3 - g1
+            a1 = (w if w > 0.0 else 0.0) * (h if h > 0.0 else 0.0)
+        row = None
+        top = 0.0
+        pj = -1
+        for p in P:
+            pj += 1
+            if p[0] != gn:
+                continue
+            s = 0.0
+            if b1 is not None:
+                info = pinfo[pj]
+                if info is not None:
+                    q0, q1, q2, q3, a2 = info
+                    x1 = q0 if q0 > g0 else g0
+                    x2 = q2 if q2 < g2 else g2
+                    if x2 > x1:
+                        y1 = q1 if q1 > g1 else g1
+                        y2 = q3 if q3 < g3 else g3
+                        if y2 > y1:
+                            inter = (x2 - x1) * (y2 - y1)
+                            denom = a1 + a2 - inter
+                            if denom > 0:
+                                s = inter / denom
+                                if s > top:
+                                    top = s
+            if not keep_all and s < 0.5:
+                continue
+            if row is None:
+                row = [(pj, s)]
+            else:
+                row.append((pj, s))
+        if row is not None:
+            table.append((gi, row, top))
+    return table
 
 
-def _p_box(part):
-    return part[2]
-
-
-def _optimal_pairs(cands: list, thr: float) -> list:
-    """Maximum-cardinality, then maximum-total-score matching over edges with score >= thr."""
+def _optimal_pairs(table: list, thr: float) -> list:
+    """Maximum-cardinality, then maximum-total-score matching over edges with score >= thr (> 0)."""
     rows = []
-    cols = {}
-    for gi, row in cands:
-        kept = [(pj, s) for pj, s in row if s >= thr]
+    cols: dict = {}
+    for gi, row, *_ in table:
+        kept = [(pj, s) for pj, s in row if s >= thr and s > 0.0]
         if kept:
             rows.append((gi, kept))
             for pj, _ in kept:
                 cols.setdefault(pj, len(cols))
     if not rows:
         return []
-    # trivial: every row has one edge and no column is shared
-    if all(len(r) == 1 for _, r in rows) and len(cols) == len(rows):
+    if all(len(r) == 1 for _, r in rows) and len(cols) == len(rows):  # already a matching
         return [(gi, r[0][0]) for gi, r in rows]
     import numpy as np
     from scipy.optimize import linear_sum_assignment
@@ -665,17 +885,50 @@ def _optimal_pairs(cands: list, thr: float) -> list:
     return pairs
 
 
+def _multiset_common(a: list, b: list) -> int:
+    """Size of the multiset intersection of two short lists."""
+    if a == b:
+        return len(a)
+    counts: dict = {}
+    for x in a:
+        counts[x] = counts.get(x, 0) + 1
+    m = 0
+    for y in b:
+        k = counts.get(y, 0)
+        if k:
+            counts[y] = k - 1
+            m += 1
+    return m
+
+
 # =============================================================================================
 # object-level metric
 # =============================================================================================
 
+# per-sample counters, committed once per sample
+_OBJ_KEYS = (
+    "gt_with_parts", "gt_with_affs", "pred_with_parts", "pred_with_affs", "obj_gt", "obj_pred", "part_gt",
+    "part_pred", "aff_gt", "aff_pred", "eligible", "obj_tp", "part_tp", "aff_tp", "parse_ok_cond", "parse_ok",
+    "hier_em", "psem_m", "psem_gt", "psem_pred", "asem_m", "asem_gt", "asem_pred", "psem_pairs", "pgeom05",
+    "pgeom095", "asem_pairs", "apoint_ok", "sum_gt_parts", "sum_pred_parts", "sum_gt_affs", "sum_pred_affs",
+)
+_K = {k: i for i, k in enumerate(_OBJ_KEYS)}
 
-def _obj_point(aff: dict):
-    return aff["point"] if "point" in aff else aff.get("affordance_point")
+# matched-object pattern bits
+_GHP, _GHA, _GANY, _PHP, _PHA, _PANY = 1, 2, 4, 8, 16, 32
 
 
-def _action(aff: dict):
-    return aff.get("action")
+def _loose_strict(key: int) -> tuple[bool, bool]:
+    ghp, gha, gany = key & _GHP, key & _GHA, key & _GANY
+    php, pha, pany = key & _PHP, key & _PHA, key & _PANY
+    if ghp and gha:
+        ok = bool(php and pha)
+        return ok, ok
+    if ghp:
+        return bool(php), bool(php and not pany)
+    if gany:
+        return bool(pany), bool(pany and not php)
+    return False, False
 
 
 class ObjectLevelMetric(_Base):
@@ -693,268 +946,391 @@ class ObjectLevelMetric(_Base):
         self.aff = _PairMean()
         self.hier = _FloatMean()
         self.json_ok = _FloatMean()
-        self.gt_parts_pm = _IntMean()
-        self.pred_parts_pm = _IntMean()
-        self.gt_affs_pm = _IntMean()
-        self.pred_affs_pm = _IntMean()
-        self.c = Counter()
+        self.acc = [0] * len(_OBJ_KEYS)
+        self.obj_patterns = [0] * 64  # matched objects at 0.5, by structure bits
+        self.pair_patterns = [0] * 4  # matched part pairs at 0.5: bit0 GT part has affs, bit1 pred part has
 
-    def _object_record(self, o, bbox, parts, n_part_affs, obj_affs):
-        name = o.get("name")
-        if self.normalize_object_names:
-            name = normalize_label(name)
-        flat_len = n_part_affs if n_part_affs else len(obj_affs)
-        return (name, bbox, parts, n_part_affs, flat_len, obj_affs)
-
-    def _read(self, sample):
-        gobjs, _ = self._side(sample, "gt")
-        pobjs, json_ok = self._side(sample, "extracted_predictions")
-        if self.filter_wrapper:
-            json_ok = 1.0
-        return self._prepare(gobjs, "gt"), self._prepare(pobjs, "extracted_predictions"), json_ok
-
-    @staticmethod
-    def _flat(obj) -> list:
-        """Flat affordances as (aff, part_bbox fallback) -- part-level, else object-level."""
-        if obj[3]:
-            out = []
-            for _, _, pbox, affs in obj[2]:
-                for a in affs:
-                    out.append((a, a["part_bbox"] if "part_bbox" in a else pbox))
-            return out
-        return [(a, a.get("part_bbox")) for a in obj[5]]
+    def _objects(self, objs: list, is_gt: bool) -> list:
+        """Object-level reader: the generic one, specialised and inlined for speed (same records)."""
+        records = []
+        pseudo = self.ignore_pseudo_part
+        none_filter = self.ignore_none_action
+        pcache, palias = self._part_cache, self.part_alias
+        acache, aalias = self._action_cache, self.action_alias
+        label = self._label
+        norm_names = self.normalize_object_names
+        for o in objs:
+            if o.__class__ is not dict:
+                raise _Invalid
+            bbox = o.get("bbox")
+            if bbox is not None:
+                if bbox.__class__ is not list or len(bbox) != 4:
+                    raise _Invalid
+                sum(bbox) + 0.0  # TypeError on non-numbers, OverflowError on huge ints
+            raw_parts = o.get("parts")
+            parts = []
+            flat = []
+            if raw_parts:
+                if raw_parts.__class__ is not list:
+                    raise _Invalid
+                for p in raw_parts:
+                    if p.__class__ is not dict:
+                        raise _Invalid
+                    pname = p.get("part_name")
+                    lab = (pcache.get(pname) if pname.__class__ is str else None) or label(pname, pcache, palias)
+                    if pseudo and (p.get("is_pseudo_part", False) or lab[0] == _PSEUDO):
+                        continue
+                    pbox = p.get("bbox")
+                    if pbox is not None:
+                        if pbox.__class__ is not list or len(pbox) != 4:
+                            raise _Invalid
+                        sum(pbox) + 0.0
+                    raw_affs = p.get("affordances")
+                    affs = []
+                    if raw_affs:
+                        if raw_affs.__class__ is not list:
+                            raise _Invalid
+                        for a in raw_affs:
+                            if a.__class__ is not dict:
+                                raise _Invalid
+                            act = a.get("action")
+                            alab = (acache.get(act) if act.__class__ is str else None) or label(act, acache, aalias)
+                            if none_filter and alab[0] in _NONE_ACTIONS:
+                                continue
+                            if is_gt:
+                                region = a["affordance_bbox"] if "affordance_bbox" in a else a.get("bbox")
+                                if region is not None:
+                                    if region.__class__ is not list or len(region) != 4:
+                                        raise _Invalid
+                                    sum(region) + 0.0
+                                if "part_bbox" in a:
+                                    fb = a["part_bbox"]
+                                    if fb is not None and not _coords_ok(fb, 4):
+                                        raise _Invalid
+                                else:
+                                    fb = pbox
+                                mask = a.get("mask_path")
+                                if mask and mask.__class__ is not str:
+                                    raise _Invalid
+                                affs.append((alab[1], act, mask, region, fb))
+                            else:
+                                pt = a["point"] if "point" in a else a.get("affordance_point")
+                                if pt is not None:
+                                    if pt.__class__ is not list or len(pt) != 2:
+                                        raise _Invalid
+                                    sum(pt) + 0.0
+                                affs.append((alab[1], act, pt))
+                        if affs:
+                            flat += affs
+                    parts.append((lab[1], pbox, affs, pname))
+            n_part_affs = len(flat)
+            if not n_part_affs and "affordances" in o:
+                raw = o["affordances"]
+                if raw:
+                    flat = self._affs(raw, is_gt, None)
+            elif "affordances" in o and o["affordances"]:
+                self._affs(o["affordances"], is_gt, None)  # validated, unused (as the reference)
+            name = o.get("name")
+            if norm_names:
+                name = normalize_label(name)
+            records.append((name, bbox, parts, n_part_affs, len(flat), flat,
+                            [pt[0] for pt in parts if pt[3]] if parts else (),
+                            [a[0] for a in flat if a[1]] if flat else ()))
+        return records
 
     def _accumulate(self, G: list, P: list, json_ok: float) -> None:
-        c = self.c
-        self.json_ok.add(json_ok)
+        acc = self.acc
+        jc = self.json_ok.counts
+        jc[json_ok] = jc.get(json_ok, 0) + 1
+        self.json_ok.n += 1
         n_g = len(G)
         n_p = len(P)
+        s_gwp = s_gwa = s_pg = s_ag = s_el = 0
         for g in G:
-            has_parts = bool(g[2])
-            c["gt_with_parts"] += has_parts
-            c["gt_with_affs"] += g[4] > 0
-            c["part_gt"] += len(g[2])
-            c["aff_gt"] += g[4]
-            c["eligible"] += has_parts or g[4] > 0
+            if g[2]:
+                s_gwp += 1
+                s_pg += len(g[2])
+                s_el += 1
+            if g[4]:
+                s_gwa += 1
+                s_ag += g[4]
+                if not g[2]:
+                    s_el += 1
+        s_pwp = s_pwa = s_pp = s_ap = 0
         for p in P:
-            c["pred_with_parts"] += bool(p[2])
-            c["pred_with_affs"] += p[4] > 0
-            c["part_pred"] += len(p[2])
-            c["aff_pred"] += p[4]
-        c["obj_gt"] += n_g
-        c["obj_pred"] += n_p
+            if p[2]:
+                s_pwp += 1
+                s_pp += len(p[2])
+            if p[4]:
+                s_pwa += 1
+                s_ap += p[4]
+        acc[0] += s_gwp
+        acc[1] += s_gwa
+        acc[2] += s_pwp
+        acc[3] += s_pwa
+        acc[4] += n_g
+        acc[5] += n_p
+        acc[6] += s_pg
+        acc[7] += s_pp
+        acc[8] += s_ag
+        acc[9] += s_ap
+        acc[10] += s_el
 
-        obj_cache: dict = {}
-        part_caches: dict = {}
-        for thr in (0.5, 0.95):
-            matches = self._match_boxes(G, P, thr, _o_name, _o_name, _o_box, _o_box, obj_cache)
-            m = len(matches)
-            obj_r = m / n_g if n_g else 1.0
-            obj_p = m / n_p if n_p else (1.0 if n_g == 0 else 0.0)
-            if thr == 0.5:
-                self.obj05.add(obj_p, obj_r)
-                c["obj_tp"] += m
+        if not n_g or not n_p:  # nothing can match
+            key = (0.0 if n_p else (0.0 if n_g else 1.0), 0.0 if n_g else 1.0)
+            c = self.obj05.counts
+            c[key] = c.get(key, 0) + 1
+            c = self.obj095.counts
+            c[key] = c.get(key, 0) + 1
+            return
+
+        match = self._match
+        obj_table = _iou_table(G, P, False)
+        part_tables: dict = {}
+        m95 = match(obj_table, 0.95) if obj_table else ()
+        m05 = match(obj_table, 0.5)
+        m = len(m05)
+        key = (m / n_p, m / n_g)
+        c = self.obj05.counts
+        c[key] = c.get(key, 0) + 1
+        m9 = len(m95)
+        key = (m9 / n_p, m9 / n_g)
+        c = self.obj095.counts
+        c[key] = c.get(key, 0) + 1
+
+        # ---------------- parts at IoU 0.95 (objects matched at 0.95)
+        if m95:
+            pp_p, pp_r = [], []
+            for gi, pj in m95:
+                gparts = G[gi][2]
+                pparts = P[pj][2]
+                gn, pn = len(gparts), len(pparts)
+                if gn and pn:
+                    table = part_tables[(gi, pj)] = _iou_table(gparts, pparts)
+                    k = len(match(table, 0.95))
+                    pp_p.append(k / pn)
+                    pp_r.append(k / gn)
+                elif gn or pn:
+                    pp_p.append(0.0)
+                    pp_r.append(0.0)
+            if pp_p:
+                key = (pp_p[0] if len(pp_p) == 1 else _small_mean(pp_p),
+                       pp_r[0] if len(pp_r) == 1 else _small_mean(pp_r))
+                c = self.part095.counts
+                c[key] = c.get(key, 0) + 1
+        if not m05:
+            return
+
+        # ---------------- everything at IoU 0.5
+        obj_patterns = self.obj_patterns
+        pair_patterns = self.pair_patterns
+        in_region = self.in_region
+        aff_matches = self._aff_matches
+        part_tp = aff_tp = parse_ok_cond = parse_ok = hier_em = 0
+        psem_m = psem_g = psem_p = asem_m = asem_g = asem_p = 0
+        psem_pairs = pgeom05 = pgeom095 = asem_pairs = apoint_ok = 0
+        sum_gpart = sum_ppart = sum_gaff = sum_paff = 0
+        pp_p, pp_r, ap_p, ap_r, exact_hits = [], [], [], [], []
+        for gi, pj in m05:
+            g = G[gi]
+            p = P[pj]
+            gparts = g[2]
+            pparts = p[2]
+            gn, pn = len(gparts), len(pparts)
+            g_npa, p_npa = g[3], p[3]
+            g_flatn, p_flatn = g[4], p[4]
+            obj_patterns[(gn and _GHP) | (g_npa and _GHA) | (g_flatn and _GANY)
+                         | (pn and _PHP) | (p_npa and _PHA) | (p_flatn and _PANY)] += 1
+            sum_gpart += gn
+            sum_ppart += pn
+            sum_gaff += g_flatn
+            sum_paff += p_flatn
+
+            # parts, and affordances inside matched parts
+            m_aff = 0
+            if gn and pn:
+                table = part_tables.get((gi, pj))
+                if table is None:
+                    table = _iou_table(gparts, pparts)
+                pairs = match(table, 0.5)
+                k = len(pairs)
+                part_r = k / gn
+                part_p = k / pn
+                for gpi, ppi in pairs:
+                    ga = gparts[gpi][2]
+                    pa = pparts[ppi][2]
+                    if ga:
+                        if pa:
+                            pair_patterns[3] += 1
+                            m_aff += aff_matches(ga, pa, gparts[gpi][1])
+                        else:
+                            pair_patterns[1] += 1
+                    else:
+                        pair_patterns[2 if pa else 0] += 1
             else:
-                self.obj095.add(obj_p, obj_r)
-            if not matches:
-                if thr == 0.5:
-                    pass
-                continue
-            part_prs_p = []
-            part_prs_r = []
-            aff_prs_p = []
-            aff_prs_r = []
-            exact_hits = []
-            for gi, pj in matches:
-                g = G[gi]
-                p = P[pj]
-                gparts = g[2]
-                pparts = p[2]
-                cache = part_caches.setdefault((gi, pj), {})
-                part_pairs = self._match_parts(gparts, pparts, thr, cache)
-                gn = len(gparts)
-                pn = len(pparts)
+                table = ()
+                k = 0
                 if gn or pn:
-                    part_r = len(part_pairs) / gn if gn else 0.0
-                    part_p = len(part_pairs) / pn if pn else 0.0
-                    part_prs_p.append(part_p)
-                    part_prs_r.append(part_r)
+                    part_r = part_p = 0.0
                 else:
                     part_r = part_p = None
-                if thr != 0.5:
-                    continue
-                self._matched_diagnostics(g, p, part_pairs, part_r, part_p, aff_prs_p, aff_prs_r, exact_hits)
-            if part_prs_p:
-                (self.part05 if thr == 0.5 else self.part095).add(_small_mean(part_prs_p), _small_mean(part_prs_r))
-            if thr == 0.5 and aff_prs_p:
-                self.aff.add(_small_mean(aff_prs_p), _small_mean(aff_prs_r))
-                self.hier.add(_small_mean(exact_hits) if exact_hits else 0.0)
+            if part_r is not None:
+                pp_p.append(part_p)
+                pp_r.append(part_r)
+            if g_npa or p_npa:
+                aff_r = m_aff / g_npa if g_npa else 0.0
+                aff_p = m_aff / p_npa if p_npa else 0.0
+                ap_p.append(aff_p)
+                ap_r.append(aff_r)
+            else:
+                aff_r = aff_p = None
+            part_tp += k
 
-    def _matched_diagnostics(self, g, p, part_pairs, part_r, part_p, aff_prs_p, aff_prs_r, exact_hits) -> None:
-        c = self.c
-        gparts = g[2]
-        pparts = p[2]
-        c["matched"] += 1
-        gt_has_parts = bool(gparts)
-        gt_has_affs = g[3] > 0
-        pred_has_parts = bool(pparts)
-        pred_has_affs = p[3] > 0
-        c["m_gt_parts"] += gt_has_parts
-        c["m_gt_affs"] += gt_has_affs
-        c["m_pred_parts"] += pred_has_parts
-        c["m_pred_affs"] += pred_has_affs
-        c["part_mismatch"] += gt_has_parts and not pred_has_parts
-        c["aff_mismatch"] += gt_has_affs and not pred_has_affs
-        c["pexp_gt"] += gt_has_parts
-        c["pexp_pred"] += pred_has_parts
-        c["pexp_tp"] += gt_has_parts and pred_has_parts
-        for gpi, ppi in part_pairs:
-            ga = bool(gparts[gpi][3])
-            pa = bool(pparts[ppi][3])
-            c["aexp_gt"] += ga
-            c["aexp_pred"] += pa
-            c["aexp_tp"] += ga and pa
-            c["aover_base"] += not ga
-            c["aover"] += (not ga) and pa
-            c["aunder_base"] += ga
-            c["aunder"] += ga and not pa
-        c["pover_base"] += not gt_has_parts
-        c["pover"] += (not gt_has_parts) and pred_has_parts
-        c["punder_base"] += gt_has_parts
-        c["punder"] += gt_has_parts and not pred_has_parts
+            gflat = g[5]
+            pflat = p[5]
+            if gn:
+                aff_tp += m_aff
+                if g_npa:
+                    if k and m_aff:
+                        parse_ok += 1
+                    hier_em += part_r == 1.0 and part_p == 1.0 and aff_r == 1.0 and aff_p == 1.0
+                else:
+                    if k:
+                        parse_ok += 1
+                    hier_em += part_r == 1.0 and part_p == 1.0
+            else:
+                root = aff_matches(gflat, pflat, None, True) if gflat and pflat else 0
+                aff_tp += root
+                if g_flatn:
+                    parse_ok += root > 0
+                    hier_em += root == g_flatn and root == p_flatn
+            if k and m_aff:
+                parse_ok_cond += 1
+            exact_hits.append(1.0 if part_r == 1.0 and part_p == 1.0 and aff_r == 1.0 and aff_p == 1.0 else 0.0)
 
-        # affordances inside matched parts
-        m_aff = 0
-        for gpi, ppi in part_pairs:
-            gpart = gparts[gpi]
-            m_aff += self._aff_first_fit(gpart[3], pparts[ppi][3], gpart[2], _obj_point, _action, _action)
-        gt_total = g[3]
-        pred_total = p[3]
-        if gt_total or pred_total:
-            aff_r = m_aff / gt_total if gt_total else 0.0
-            aff_p = m_aff / pred_total if pred_total else 0.0
-            aff_prs_p.append(aff_p)
-            aff_prs_r.append(aff_r)
-        else:
-            aff_r = aff_p = None
-        has_correct_part = len(part_pairs) > 0
-        has_correct_aff = m_aff > 0
-        c["part_tp"] += len(part_pairs)
-
-        gt_flat = self._flat(g) if g[4] else []
-        pred_flat = self._flat(p) if p[4] else []
-        root = None
-        if gt_has_parts:
-            c["aff_tp"] += m_aff
-        else:
-            root = self._root_matches(gt_flat, pred_flat)
-            c["aff_tp"] += root
-        c["parse_ok_cond"] += has_correct_part and has_correct_aff
-
-        gt_has_any = g[4] > 0
-        pred_has_any = p[4] > 0
-        if gt_has_parts and gt_has_affs:
-            loose = pred_has_parts and pred_has_affs
-            strict = loose
-        elif gt_has_parts:
-            loose = pred_has_parts
-            strict = pred_has_parts and not pred_has_any
-        elif gt_has_any:
-            loose = pred_has_any
-            strict = pred_has_any and not pred_has_parts
-        else:
-            loose = strict = False
-        c["loose"] += loose
-        c["strict"] += strict
-
-        if gt_has_parts and gt_has_affs:
-            parse_success = has_correct_part and has_correct_aff
-            em = part_r == 1.0 and part_p == 1.0 and aff_r == 1.0 and aff_p == 1.0
-        elif gt_has_parts:
-            parse_success = has_correct_part
-            em = part_r == 1.0 and part_p == 1.0
-        elif gt_has_any:
-            parse_success = root > 0
-            em = root == len(gt_flat) and root == len(pred_flat)
-        else:
-            parse_success = em = False
-        c["parse_ok"] += parse_success
-        c["hier_em"] += em
-        exact_hits.append(1.0 if part_r == 1.0 and part_p == 1.0 and aff_r == 1.0 and aff_p == 1.0 else 0.0)
-
-        # semantic multisets
-        canon_part = self.canon_part
-        canon_action = self.canon_action
-        if gparts or pparts:
-            gv = [pt[1] for pt in gparts if pt[0]]
-            pv = [pt[1] for pt in pparts if pt[0]]
-            c["psem_gt"] += len(gv)
-            c["psem_pred"] += len(pv)
-            if gv and pv:
-                c["psem_m"] += sum((Counter(gv) & Counter(pv)).values())
-        if gt_flat or pred_flat:
-            gv = [canon_action(a.get("action")) for a, _ in gt_flat if a.get("action")]
-            pv = [canon_action(a.get("action")) for a, _ in pred_flat if a.get("action")]
-            c["asem_gt"] += len(gv)
-            c["asem_pred"] += len(pv)
-            if gv and pv:
-                c["asem_m"] += sum((Counter(gv) & Counter(pv)).values())
-
-        # name-only greedy part pairs (IoU 0 allowed) -> box accuracy
-        if gparts and pparts:
-            used = set()
-            for gpart in gparts:
-                gname = gpart[1]
-                if not gname:
-                    continue
-                best_j = -1
-                best = -1.0
-                gb = gpart[2]
-                for pj, ppart in enumerate(pparts):
-                    if pj in used or ppart[1] != gname:
+            # semantic part names (multiset), and name-only greedy pairs -> box accuracy
+            gv = g[6]
+            pv = p[6]
+            if gv or pv:
+                psem_g += len(gv)
+                psem_p += len(pv)
+                if gv and pv:
+                    psem_m += _multiset_common(gv, pv)
+            if table:
+                used = 0
+                for gpi, row, _ in table:
+                    if not gparts[gpi][0]:
                         continue
-                    s = iou(gb, ppart[2])
-                    if s > best:
-                        best = s
-                        best_j = pj
-                if best_j != -1:
-                    used.add(best_j)
-                    c["psem_pairs"] += 1
-                    c["pgeom05"] += best >= 0.5
-                    c["pgeom095"] += best >= 0.95
+                    best_j = -1
+                    best = -1.0
+                    for j, sc in row:
+                        if sc > best and not used & (1 << j):
+                            best = sc
+                            best_j = j
+                    if best_j != -1:
+                        used |= 1 << best_j
+                        psem_pairs += 1
+                        if best >= 0.5:
+                            pgeom05 += 1
+                            if best >= 0.95:
+                                pgeom095 += 1
 
-        # action-only greedy pairs over flat lists -> point accuracy (no part-box fallback)
-        if gt_flat and pred_flat:
-            pacts = [canon_action(a.get("action")) for a, _ in pred_flat]
-            used = set()
-            for ga, _ in gt_flat:
-                gact = canon_action(ga.get("action"))
-                if not gact:
-                    continue
-                for pj, pact in enumerate(pacts):
-                    if pj in used or pact != gact:
-                        continue
-                    used.add(pj)
-                    c["asem_pairs"] += 1
-                    c["apoint_ok"] += self.in_region(_obj_point(pred_flat[pj][0]), ga, None)
-                    break
+            # semantic actions (multiset), and action-only greedy pairs -> point accuracy
+            gv = g[7]
+            pv = p[7]
+            if gv or pv:
+                asem_g += len(gv)
+                asem_p += len(pv)
+                if gv and pv:
+                    asem_m += _multiset_common(gv, pv)
+                    used = 0
+                    for ga in gflat:
+                        gact = ga[0]
+                        if not gact:
+                            continue
+                        bit = 1
+                        for pa in pflat:
+                            if not used & bit and pa[0] == gact:
+                                used |= bit
+                                asem_pairs += 1
+                                if ga[2]:  # a mask path: the full region rule
+                                    apoint_ok += in_region(pa[2], ga, None)
+                                else:
+                                    pt = pa[2]
+                                    box = ga[3]
+                                    if pt is not None and box is not None:
+                                        x, y = pt
+                                        x1, y1, x2, y2 = box
+                                        x1, x2 = (x2 if x2 < x1 else x1), (x2 if x2 > x1 else x1)
+                                        y1, y2 = (y2 if y2 < y1 else y1), (y2 if y2 > y1 else y1)
+                                        if x1 <= x <= x2 and y1 <= y <= y2:
+                                            apoint_ok += 1
+                                break
+                            bit <<= 1
 
-        self.gt_parts_pm.add(len(gparts))
-        self.pred_parts_pm.add(len(pparts))
-        self.gt_affs_pm.add(len(gt_flat))
-        self.pred_affs_pm.add(len(pred_flat))
-
-    def _root_matches(self, gt_flat, pred_flat) -> int:
-        """``count_affordance_matches`` over flat lists (fallback: each GT item's part box)."""
-        if not gt_flat or not pred_flat:
-            return 0
-        return self._aff_first_fit(
-            gt_flat, [a for a, _ in pred_flat], None, _obj_point,
-            lambda item: item[0].get("action"), _action, fallback_of=lambda item: item[1],
-        )
+        if pp_p:
+            key = (pp_p[0] if len(pp_p) == 1 else _small_mean(pp_p), pp_r[0] if len(pp_r) == 1 else _small_mean(pp_r))
+            c = self.part05.counts
+            c[key] = c.get(key, 0) + 1
+        if ap_p:
+            key = (ap_p[0] if len(ap_p) == 1 else _small_mean(ap_p), ap_r[0] if len(ap_r) == 1 else _small_mean(ap_r))
+            c = self.aff.counts
+            c[key] = c.get(key, 0) + 1
+            v = exact_hits[0] if len(exact_hits) == 1 else _small_mean(exact_hits)
+            c = self.hier.counts
+            c[v] = c.get(v, 0) + 1
+            self.hier.n += 1
+        acc[11] += m
+        acc[12] += part_tp
+        acc[13] += aff_tp
+        acc[14] += parse_ok_cond
+        acc[15] += parse_ok
+        acc[16] += hier_em
+        acc[17] += psem_m
+        acc[18] += psem_g
+        acc[19] += psem_p
+        acc[20] += asem_m
+        acc[21] += asem_g
+        acc[22] += asem_p
+        acc[23] += psem_pairs
+        acc[24] += pgeom05
+        acc[25] += pgeom095
+        acc[26] += asem_pairs
+        acc[27] += apoint_ok
+        acc[28] += sum_gpart
+        acc[29] += sum_ppart
+        acc[30] += sum_gaff
+        acc[31] += sum_paff
 
     def result(self) -> dict:
-        c = self.c
+        c = dict(zip(_OBJ_KEYS, self.acc))
+        # matched-object structure counts from the pattern histogram
+        pat = self.obj_patterns
+        matched = sum(pat)
+
+        def count(pred) -> int:
+            return sum(n for key, n in enumerate(pat) if n and pred(key))
+
+        m_gt_parts = count(lambda k: k & _GHP)
+        m_gt_affs = count(lambda k: k & _GHA)
+        m_pred_parts = count(lambda k: k & _PHP)
+        m_pred_affs = count(lambda k: k & _PHA)
+        part_mismatch = count(lambda k: k & _GHP and not k & _PHP)
+        aff_mismatch = count(lambda k: k & _GHA and not k & _PHA)
+        pexp_tp = count(lambda k: k & _GHP and k & _PHP)
+        pover_base = matched - m_gt_parts
+        pover = count(lambda k: not k & _GHP and k & _PHP)
+        loose = count(lambda k: _loose_strict(k)[0])
+        strict = count(lambda k: _loose_strict(k)[1])
+        pp = self.pair_patterns
+        aexp_gt = pp[1] + pp[3]
+        aexp_pred = pp[2] + pp[3]
+        aexp_tp = pp[3]
+        aover_base = pp[0] + pp[2]
+        aover = pp[2]
+        aunder_base = aexp_gt
+        aunder = pp[1]
+
         obj05 = self.obj05.summary()
         obj095 = self.obj095.summary()
         part05 = self.part05.summary()
@@ -967,43 +1343,43 @@ class ObjectLevelMetric(_Base):
         L3 = _counts(c["aff_tp"], c["aff_pred"], c["aff_gt"])
         f_e2e = 3.0 / ((1.0 / (L1["f1"] + EPS)) + (1.0 / (L2["f1"] + EPS)) + (1.0 / (L3["f1"] + EPS)))
         elig = c["eligible"]
-        pexp_p = _ratio(c["pexp_tp"], c["pexp_pred"])
-        pexp_r = _ratio(c["pexp_tp"], c["pexp_gt"])
-        aexp_p = _ratio(c["aexp_tp"], c["aexp_pred"])
-        aexp_r = _ratio(c["aexp_tp"], c["aexp_gt"])
+        pexp_p = _ratio(pexp_tp, m_pred_parts)
+        pexp_r = _ratio(pexp_tp, m_gt_parts)
+        aexp_p = _ratio(aexp_tp, aexp_pred)
+        aexp_r = _ratio(aexp_tp, aexp_gt)
         psem_p = _ratio(c["psem_m"], c["psem_pred"])
         psem_r = _ratio(c["psem_m"], c["psem_gt"])
         asem_p = _ratio(c["asem_m"], c["asem_pred"])
         asem_r = _ratio(c["asem_m"], c["asem_gt"])
-        avg_gt_parts = self.gt_parts_pm.mean()
-        avg_pred_parts = self.pred_parts_pm.mean()
-        avg_gt_affs = self.gt_affs_pm.mean()
-        avg_pred_affs = self.pred_affs_pm.mean()
+        avg_gt_parts = _int_mean(c["sum_gt_parts"], matched)
+        avg_pred_parts = _int_mean(c["sum_pred_parts"], matched)
+        avg_gt_affs = _int_mean(c["sum_gt_affs"], matched)
+        avg_pred_affs = _int_mean(c["sum_pred_affs"], matched)
         diagnostics = {
             "json_parse_success_rate": self.json_ok.mean(),
             "part_field_emission_rate": _ratio(c["pred_with_parts"], c["gt_with_parts"]),
             "affordance_field_emission_rate": _ratio(c["pred_with_affs"], c["gt_with_affs"]),
-            "matched_object_part_emission_rate": _ratio(c["m_pred_parts"], c["m_gt_parts"]),
-            "matched_object_affordance_emission_rate": _ratio(c["m_pred_affs"], c["m_gt_affs"]),
-            "part_mismatch_rate": _ratio(c["part_mismatch"], c["m_gt_parts"]),
-            "affordance_mismatch_rate": _ratio(c["aff_mismatch"], c["m_gt_affs"]),
-            "matched_objects_at_0.5": c["matched"],
-            "loose_parse_success_count_0.5": c["loose"],
-            "strict_parse_success_count_0.5": c["strict"],
+            "matched_object_part_emission_rate": _ratio(m_pred_parts, m_gt_parts),
+            "matched_object_affordance_emission_rate": _ratio(m_pred_affs, m_gt_affs),
+            "part_mismatch_rate": _ratio(part_mismatch, m_gt_parts),
+            "affordance_mismatch_rate": _ratio(aff_mismatch, m_gt_affs),
+            "matched_objects_at_0.5": matched,
+            "loose_parse_success_count_0.5": loose,
+            "strict_parse_success_count_0.5": strict,
             "parse_success_count_0.5": c["parse_ok"],
             "hier_em_e2e_success_count_0.5": c["hier_em"],
             "parse_eligible_gt_objects_0.5": elig,
-            "parse_rate_given_matched_object_0.5": _ratio(c["parse_ok_cond"], c["matched"]),
-            "part_expansion_tp": c["pexp_tp"],
-            "part_expansion_gt_positive": c["pexp_gt"],
-            "part_expansion_pred_positive": c["pexp_pred"],
-            "aff_expansion_tp": c["aexp_tp"],
-            "aff_expansion_gt_positive": c["aexp_gt"],
-            "aff_expansion_pred_positive": c["aexp_pred"],
-            "part_overexpansion_rate": _ratio(c["pover"], c["pover_base"]),
-            "part_underexpansion_rate": _ratio(c["punder"], c["punder_base"]),
-            "aff_overexpansion_rate": _ratio(c["aover"], c["aover_base"]),
-            "aff_underexpansion_rate": _ratio(c["aunder"], c["aunder_base"]),
+            "parse_rate_given_matched_object_0.5": _ratio(c["parse_ok_cond"], matched),
+            "part_expansion_tp": pexp_tp,
+            "part_expansion_gt_positive": m_gt_parts,
+            "part_expansion_pred_positive": m_pred_parts,
+            "aff_expansion_tp": aexp_tp,
+            "aff_expansion_gt_positive": aexp_gt,
+            "aff_expansion_pred_positive": aexp_pred,
+            "part_overexpansion_rate": _ratio(pover, pover_base),
+            "part_underexpansion_rate": _ratio(part_mismatch, m_gt_parts),
+            "aff_overexpansion_rate": _ratio(aover, aover_base),
+            "aff_underexpansion_rate": _ratio(aunder, aunder_base),
             "part_semantic_precision": psem_p,
             "part_semantic_recall": psem_r,
             "part_semantic_f1": f1(psem_p, psem_r),
@@ -1036,8 +1412,8 @@ class ObjectLevelMetric(_Base):
             "L2": L2,
             "L3": L3,
             "hier_f1_e2e_0.5": f_e2e,
-            "ParseRate": _ratio(c["loose"], elig),
-            "strict_parse_rate_0.5": _ratio(c["strict"], elig),
+            "ParseRate": _ratio(loose, elig),
+            "strict_parse_rate_0.5": _ratio(strict, elig),
             "hier_em_e2e_0.5": _ratio(c["hier_em"], elig),
             "parse_rate_0.5": _ratio(c["parse_ok"], elig),
             "hierarchical_exact_match": self.hier.mean(),
@@ -1047,27 +1423,17 @@ class ObjectLevelMetric(_Base):
         }
 
 
-def _o_name(obj):
-    return obj[0]
-
-
-def _o_box(obj):
-    return obj[1]
+def _int_mean(total: int, n: int):
+    """``statistics.mean`` of n ints summing to ``total`` (0.0 when empty)."""
+    if not n:
+        return 0.0
+    q = Fraction(total, n)
+    return int(q) if q.denominator == 1 else float(q)
 
 
 # =============================================================================================
 # scene-level metric
 # =============================================================================================
-
-
-def _scene_point(aff: dict):
-    p = aff.get("point")
-    if isinstance(p, list) and len(p) >= 2:
-        return [p[0], p[1]]
-    points = aff.get("points") or aff.get("sampled_points") or []
-    if isinstance(points, list) and points and isinstance(points[0], list) and len(points[0]) >= 2:
-        return [points[0][0], points[0][1]]
-    return None
 
 
 class SceneLevelMetric(_Base):
@@ -1091,36 +1457,14 @@ class SceneLevelMetric(_Base):
         self.exact = _FloatMean()
         self.c = Counter()
 
-    def _check_pred_aff(self, a: dict, path: tuple) -> None:
-        """The predicted point the scene metric reads: ``point``, else ``points[0]``/``sampled_points[0]``."""
-        p = a.get("point")
-        if isinstance(p, list) and len(p) >= 2:
-            _check_numbers(p[:2], 2, path + ("point",), "point")
-            return
-        pts = a.get("points") or a.get("sampled_points") or []
-        if isinstance(pts, list) and pts and isinstance(pts[0], list) and len(pts[0]) >= 2:
-            _check_numbers(pts[0][:2], 2, path + ("points", 0), "point")
-
-    def _object_record(self, o, bbox, parts, n_part_affs, obj_affs):
-        # scene: only dict affordances with a truthy action count
-        parts = [(n, cn, b, [a for a in affs if a.get("action")]) for n, cn, b, affs in parts]
-        n_part_affs = sum(len(p[3]) for p in parts)
-        obj_affs = [a for a in obj_affs if a.get("action")]
-        return (normalize_label(o.get("name")), bbox, parts, n_part_affs, n_part_affs + len(obj_affs), obj_affs)
-
-    def _read(self, sample):
-        gobjs, _ = self._side(sample, "gt")
-        pobjs, _ = self._side(sample, "extracted_predictions")
-        return self._prepare(gobjs, "gt"), self._prepare(pobjs, "extracted_predictions")
-
     def _aff_in_pairs(self, gparts, pparts, part_pairs) -> int:
         m = 0
         for gpi, ppi in part_pairs:
             gpart = gparts[gpi]
-            m += self._aff_first_fit(gpart[3], pparts[ppi][3], gpart[2], _scene_point, _action, _action)
+            m += self._aff_matches(gpart[2], pparts[ppi][2], gpart[1])
         return m
 
-    def _accumulate(self, G: list, P: list) -> None:
+    def _accumulate(self, G: list, P: list, json_ok: float) -> None:
         c = self.c
         n_g = len(G)
         n_p = len(P)
@@ -1128,12 +1472,12 @@ class SceneLevelMetric(_Base):
         ppart_all = sum(len(p[2]) for p in P)
         gaff_all = sum(g[3] for g in G)
         paff_all = sum(p[3] for p in P)
-        obj_cache: dict = {}
-        part_caches: dict = {}
+        obj_table = _iou_table(G, P, False) if n_g and n_p else []
+        part_tables: dict = {}
         matches05 = []
         part_rec_img = aff_rec_img = 1.0
         for thr in (0.5, 0.95):
-            matches = self._match_boxes(G, P, thr, _o_name, _o_name, _o_box, _o_box, obj_cache)
+            matches = self._match(obj_table, thr)
             tp = len(matches)
             obj_p = tp / n_p if n_p else (1.0 if n_g == 0 else 0.0)
             obj_r = tp / n_g if n_g else 1.0
@@ -1147,8 +1491,13 @@ class SceneLevelMetric(_Base):
             for gi, pj in matches:
                 gparts = G[gi][2]
                 pparts = P[pj][2]
-                cache = part_caches.setdefault((gi, pj), {})
-                pairs = self._match_parts(gparts, pparts, thr, cache)
+                if gparts and pparts:
+                    table = part_tables.get((gi, pj))
+                    if table is None:
+                        table = part_tables[(gi, pj)] = _iou_table(gparts, pparts)
+                    pairs = self._match(table, thr)
+                else:
+                    pairs = []
                 part_tp += len(pairs)
                 gn, pn = len(gparts), len(pparts)
                 if gn or pn:
@@ -1208,7 +1557,13 @@ class SceneLevelMetric(_Base):
             c["loose"] += loose
             c["strict"] += strict
             gparts, pparts = g[2], p[2]
-            pairs = self._match_parts(gparts, pparts, 0.5, part_caches.setdefault((gi, pj), {}))
+            if gparts and pparts:
+                table = part_tables.get((gi, pj))
+                if table is None:
+                    table = part_tables[(gi, pj)] = _iou_table(gparts, pparts)
+                pairs = self._match(table, 0.5)
+            else:
+                pairs = []
             part_tp = len(pairs)
             gn, pn = len(gparts), len(pparts)
             if gt_has_parts and gt_has_part_affs:
@@ -1219,27 +1574,13 @@ class SceneLevelMetric(_Base):
             elif gt_has_parts:
                 em = (part_tp / gn if gn else 0.0) == 1.0 and (part_tp / pn if pn else 0.0) == 1.0
             elif gt_has_any:
-                gflat = self._flat(g)
-                pflat = [a for a, _ in self._flat(p)]
-                root = self._aff_first_fit(
-                    gflat, pflat, None, _scene_point, lambda item: item[0].get("action"), _action,
-                    fallback_of=lambda item: item[1],
-                ) if gflat and pflat else 0
+                gflat = g[5]
+                pflat = p[5]
+                root = self._aff_matches(gflat, pflat, None, True)
                 em = root == len(gflat) and root == len(pflat)
             else:
                 em = False
             c["hier_em"] += em
-
-    @staticmethod
-    def _flat(obj) -> list:
-        """Scene flat affordances: part-level (with part box fallback) plus object-level."""
-        out = []
-        for _, _, pbox, affs in obj[2]:
-            for a in affs:
-                out.append((a, a["part_bbox"] if "part_bbox" in a else pbox))
-        for a in obj[5]:
-            out.append((a, a.get("part_bbox")))
-        return out
 
     def result(self) -> dict:
         c = self.c
@@ -1258,7 +1599,7 @@ class SceneLevelMetric(_Base):
         diagnostics = {
             "num_samples": self.num_samples,
             "parse_eligible_gt_objects_0.5": elig,
-            "scene_exact_success_count_0.5": int(sum(v * k for v, k in self.exact.counts.items())),
+            "scene_exact_success_count_0.5": int(self.exact.counts.get(1.0, 0)),
             "scene_hier_em_success_count_0.5": c["hier_em"],
             "scene_loose_parse_success_count_0.5": c["loose"],
             "scene_strict_parse_success_count_0.5": c["strict"],
@@ -1331,12 +1672,13 @@ def iter_answer_lines(path) -> Iterator[tuple[int, Any]]:
 
 def evaluate_file(path, level: str = "object", *, skip_invalid: bool = False,
                   on_skip: Callable[[str], None] | None = None, progress: Callable[[int], None] | None = None,
-                  **options) -> dict:
+                  stats: dict | None = None, **options) -> dict:
     """Score an answer JSONL file in one streaming pass; returns the reference result dict.
 
     A malformed line raises :class:`InputError` naming the line and the field, unless
     ``skip_invalid`` is set (the line is then left out, and ``on_skip(message)`` is called).
-    Raises InputError when the file holds no answer line at all.
+    Raises InputError when the file holds no answer line at all. ``stats``, when given, receives
+    ``samples`` (scored) and ``skipped`` counts.
     """
     if level not in ("object", "scene"):
         raise InputError(f"level must be 'object' or 'scene', got {level!r}")
@@ -1354,8 +1696,13 @@ def evaluate_file(path, level: str = "object", *, skip_invalid: bool = False,
                 on_skip(msg)
         if progress is not None:
             progress(lineno)
+    if stats is not None:
+        stats["samples"] = metric.num_samples
+        stats["skipped"] = seen - metric.num_samples
     if seen == 0:
         raise InputError(f"{path}: no answer lines (the file is empty)")
+    if metric.num_samples == 0:
+        raise InputError(f"{path}: every line was malformed; nothing to score")
     return metric.result()
 
 
