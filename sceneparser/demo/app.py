@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -47,6 +48,13 @@ def theme():
     )
 
 
+def _prune(folder: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest JSON files, so a long-running demo stays bounded."""
+    files = sorted(folder.glob("sceneparser-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[keep:]:
+        old.unlink(missing_ok=True)
+
+
 def build_demo(
     predict: Predict,
     examples: Sequence[tuple[str, str, bool]] = (),
@@ -54,12 +62,13 @@ def build_demo(
     model_name: str = "sceneparser",
     max_image_pixels: int = 4096 * 4096,
     json_dir: str | Path | None = None,
+    max_json_files: int = 200,
 ):
     """Build the gradio Blocks page around ``predict``.
 
     ``examples`` are ``(image path, query, scene)`` triples shown under the input. The JSON of
-    each run is also written to ``json_dir`` (a temporary folder by default) for the download
-    button.
+    each run is also written to ``json_dir`` (a temporary folder by default, keeping the newest
+    ``max_json_files``) for the download button.
     """
     gr = require("gradio", "demo")
     out_dir = Path(json_dir) if json_dir is not None else Path(tempfile.mkdtemp(prefix="sceneparser-demo-"))
@@ -79,8 +88,9 @@ def build_demo(
             annotated, payload = predict(image, query, bool(scene))
         except SceneParserError as exc:
             raise gr.Error(str(exc)) from None
-        path = out_dir / f"sceneparser-{abs(hash((query, scene, image.size))) % 10**8:08d}.json"
+        path = out_dir / f"sceneparser-{uuid.uuid4().hex[:12]}.json"
         path.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+        _prune(out_dir, keep=max_json_files)
         n = len(payload.get("objects", []))
         status = payload.get("status", "ok")
         summary = f"**{n} object{'s' if n != 1 else ''}** · parse status `{status}`"
@@ -88,7 +98,8 @@ def build_demo(
             summary += f" · {payload['reason']}"
         return annotated, payload, str(path), summary
 
-    with gr.Blocks(title=f"SceneParser demo ({model_name})", analytics_enabled=False) as demo:
+    with gr.Blocks(title=f"SceneParser demo ({model_name})", analytics_enabled=False,
+                   delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}\n\nModel: `{model_name}`")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):

@@ -10,6 +10,7 @@ is skipped when Chromium, Playwright or gradio is missing; in CI (``CI`` set) th
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -140,6 +141,10 @@ def test_demo_page_in_headless_chromium(demo_url, tmp_path):
             expect(json_box).to_contain_text('"mug"')
             expect(json_box).to_contain_text('"raw_text"')
             expect(page.locator("#sp-status")).to_contain_text("parse status")
+            with page.expect_download() as download:
+                page.locator("#sp-download").click()
+            saved = json.loads(Path(download.value.path()).read_text())
+            assert saved["query"] == "mug" and isinstance(saved["objects"], list)
             page.screenshot(path=str(ARTIFACTS / "demo_browser.png"), full_page=True)
         finally:
             ctx.close()
