@@ -95,3 +95,35 @@ def test_exif_orientation_is_opt_in():
     img.save(buf, format="JPEG", exif=exif.tobytes())
     assert load_image(buf.getvalue(), max_pixels=10_000).size == (40, 20)  # as the reference
     assert load_image(buf.getvalue(), max_pixels=10_000, exif_transpose=True).size == (20, 40)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from sceneparser.serve.schemas import check_text  # noqa: E402
+
+_PNG = png_bytes((16, 16))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=512),
+    st.builds(lambda cut, junk: _PNG[:cut] + junk, st.integers(0, len(_PNG)), st.binary(max_size=64)),
+))
+def test_any_bytes_give_an_image_or_a_request_error(data):
+    try:
+        img = load_image(data, max_pixels=1_000_000)
+    except RequestError as exc:
+        assert 400 <= exc.status < 500 and exc.message
+    else:
+        assert img.mode == "RGB" and img.width * img.height <= 1_000_000
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_is_accepted_clean_or_refused_with_4xx(text):
+    try:
+        out = check_text(text, max_chars=200, param="query")
+    except RequestError as exc:
+        assert 400 <= exc.status < 500
+    else:
+        assert out and len(out) <= 200 and "<|" not in out and "|>" not in out
