@@ -198,9 +198,7 @@ def test_saving_a_checkpoint_tokenizer_keeps_the_ids(rex, tmp_path):
 
     text = "<|im_start|>user\n<|box_start|><5><17><999><|box_end|>\u2209 Parse mug<|im_end|>"
     expected = rex(text, add_special_tokens=False)["input_ids"]
-    rex.save_pretrained(str(tmp_path / "a"))
-    save_tokenizer(rex, tmp_path / "b")
-    for d in ("a", "b"):
-        assert detect_layout(tmp_path / d) == "tokenizer-json"
-        assert load_tokenizer(tmp_path / d)(text, add_special_tokens=False)["input_ids"] == expected
+    save_tokenizer(rex, tmp_path / "a")  # what save_model_dir calls; uses rex.save_pretrained
+    assert detect_layout(tmp_path / "a") == "tokenizer-json"
+    assert load_tokenizer(tmp_path / "a")(text, add_special_tokens=False)["input_ids"] == expected
     assert AutoTokenizer.from_pretrained(str(tmp_path / "a"))(text, add_special_tokens=False)["input_ids"] == expected
