@@ -18,6 +18,15 @@ from sceneparser.inference.backends import (
 from sceneparser.model.processor import chat_pieces
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Many small matmuls: one torch thread avoids oversubscription on a busy 2-core runner."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     from sceneparser.model.tiny import build_tiny
