@@ -33,6 +33,9 @@ TINY_DEFAULTS: dict[str, Any] = {
     "vocab_size": None,  # len(tokenizer) rounded up to a multiple of 64
     "tokenizer_vocab_size": 400,
     "attn_implementation": "sdpa",
+    # None: random rows (the default); "sinusoidal": the rows of <0>..<999> (tied input/output
+    # embedding) start as sin/cos features of the bin, so neighbouring bins start close (issue 8)
+    "coord_embedding_init": None,
 }
 
 
@@ -45,6 +48,8 @@ def tiny_config(tokenizer, **overrides):
     if unknown:
         raise TypeError(f"unknown build_tiny overrides: {sorted(unknown)} (known: {sorted(o)})")
     o.update(overrides)
+    if o["coord_embedding_init"] not in (None, "sinusoidal"):
+        raise ValueError("coord_embedding_init must be None or 'sinusoidal'")
     if o["in_channels"] not in (3, 5):
         raise ValueError("in_channels must be 3 (RGB) or 5 (RGB + CoordConv x/y)")
     tid = tokenizer.convert_tokens_to_ids
@@ -108,6 +113,8 @@ def build_tiny(seed: int = 0, **overrides):
         model = Qwen2_5_VLForConditionalGeneration(config)
     finally:
         torch.random.set_rng_state(rng_state)  # leave the caller's RNG as it was
+    if o["coord_embedding_init"] == "sinusoidal":
+        sinusoidal_coord_rows(model, tokenizer)
     model.eval()
     image_processor = ImageProcessor(
         min_pixels=o["min_pixels"], max_pixels=o["max_pixels"], coord_channels=o["in_channels"] == 5
@@ -116,4 +123,33 @@ def build_tiny(seed: int = 0, **overrides):
     return model, processor
 
 
-__all__ = ["TINY_DEFAULTS", "build_tiny", "tiny_config"]
+def sinusoidal_coord_rows(model, tokenizer, num_bins: int = 1000, scale: float | None = None) -> None:
+    """Set the embedding rows of ``<0>``..``<num_bins-1>`` to sin/cos features of the bin.
+
+    Frequencies are geometric, from half a cycle over the whole range down to a period of about
+    four bins, so every bin has a distinct row and neighbouring bins have similar rows. The rows
+    get the RMS of a random row (``initializer_range``). With tied embeddings this shapes both the
+    coordinate inputs and the coordinate logits.
+    """
+    import math
+
+    import torch
+
+    emb = model.get_input_embeddings().weight
+    hidden = emb.shape[1]
+    half = hidden // 2
+    if scale is None:
+        std = getattr(model.config.get_text_config(), "initializer_range", 0.02)
+        scale = std * math.sqrt(2.0)
+    ids = tokenizer.convert_tokens_to_ids([f"<{k}>" for k in range(num_bins)])
+    k = torch.arange(num_bins, dtype=torch.float64)[:, None]
+    wavelengths = 2.0 * num_bins * (4.0 / (2.0 * num_bins)) ** (torch.arange(half, dtype=torch.float64) / max(1, half - 1))
+    angles = 2.0 * math.pi * k / wavelengths[None, :]
+    rows = torch.zeros(num_bins, hidden, dtype=torch.float64)
+    rows[:, 0 : 2 * half : 2] = torch.sin(angles)
+    rows[:, 1 : 2 * half : 2] = torch.cos(angles)
+    with torch.no_grad():
+        emb[torch.tensor(ids)] = (rows * scale).to(emb.dtype)
+
+
+__all__ = ["TINY_DEFAULTS", "build_tiny", "sinusoidal_coord_rows", "tiny_config"]
