@@ -49,7 +49,6 @@ Handling of inputs on which the reference crashes (documented, never a traceback
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import Counter, OrderedDict
 from fractions import Fraction
@@ -856,6 +855,51 @@ def _iou_table(G: list, P: list, keep_all: bool = True) -> list:
     return table
 
 
+def _part_iou_table(G: list, P: list) -> list:
+    """:func:`_iou_table` for parts: few pairs share a name, so areas are computed per pair."""
+    table = []
+    for gi, g in enumerate(G):
+        gn = g[0]
+        b1 = g[1]
+        row = None
+        top = 0.0
+        pj = -1
+        for p in P:
+            pj += 1
+            if p[0] != gn:
+                continue
+            b2 = p[1]
+            s = 0.0
+            if b1 is not None and b2 is not None:
+                g0, g1, g2, g3 = b1
+                q0, q1, q2, q3 = b2
+                x1 = q0 if q0 > g0 else g0
+                x2 = q2 if q2 < g2 else g2
+                if x2 > x1:
+                    y1 = q1 if q1 > g1 else g1
+                    y2 = q3 if q3 < g3 else g3
+                    if y2 > y1:
+                        inter = (x2 - x1) * (y2 - y1)
+                        w = g2 - g0
+                        h = g3 - g1
+                        a1 = (w if w > 0.0 else 0.0) * (h if h > 0.0 else 0.0)
+                        w = q2 - q0
+                        h = q3 - q1
+                        a2 = (w if w > 0.0 else 0.0) * (h if h > 0.0 else 0.0)
+                        denom = a1 + a2 - inter
+                        if denom > 0:
+                            s = inter / denom
+                            if s > top:
+                                top = s
+            if row is None:
+                row = [(pj, s)]
+            else:
+                row.append((pj, s))
+        if row is not None:
+            table.append((gi, row, top))
+    return table
+
+
 def _optimal_pairs(table: list, thr: float) -> list:
     """Maximum-cardinality, then maximum-total-score matching over edges with score >= thr (> 0)."""
     rows = []
@@ -1024,12 +1068,11 @@ class ObjectLevelMetric(_Base):
                             flat += affs
                     parts.append((lab[1], pbox, affs, pname))
             n_part_affs = len(flat)
-            if not n_part_affs and "affordances" in o:
-                raw = o["affordances"]
-                if raw:
-                    flat = self._affs(raw, is_gt, None)
-            elif "affordances" in o and o["affordances"]:
-                self._affs(o["affordances"], is_gt, None)  # validated, unused (as the reference)
+            raw = o.get("affordances")  # legacy object-level list: used only without part-level ones
+            if raw:
+                obj_affs = self._affs(raw, is_gt, None)
+                if not n_part_affs:
+                    flat = obj_affs
             name = o.get("name")
             if norm_names:
                 name = normalize_label(name)
@@ -1106,7 +1149,7 @@ class ObjectLevelMetric(_Base):
                 pparts = P[pj][2]
                 gn, pn = len(gparts), len(pparts)
                 if gn and pn:
-                    table = part_tables[(gi, pj)] = _iou_table(gparts, pparts)
+                    table = part_tables[(gi, pj)] = _part_iou_table(gparts, pparts)
                     k = len(match(table, 0.95))
                     pp_p.append(k / pn)
                     pp_r.append(k / gn)
@@ -1151,7 +1194,7 @@ class ObjectLevelMetric(_Base):
             if gn and pn:
                 table = part_tables.get((gi, pj))
                 if table is None:
-                    table = _iou_table(gparts, pparts)
+                    table = _part_iou_table(gparts, pparts)
                 pairs = match(table, 0.5)
                 k = len(pairs)
                 part_r = k / gn
@@ -1494,7 +1537,7 @@ class SceneLevelMetric(_Base):
                 if gparts and pparts:
                     table = part_tables.get((gi, pj))
                     if table is None:
-                        table = part_tables[(gi, pj)] = _iou_table(gparts, pparts)
+                        table = part_tables[(gi, pj)] = _part_iou_table(gparts, pparts)
                     pairs = self._match(table, thr)
                 else:
                     pairs = []
@@ -1560,7 +1603,7 @@ class SceneLevelMetric(_Base):
             if gparts and pparts:
                 table = part_tables.get((gi, pj))
                 if table is None:
-                    table = part_tables[(gi, pj)] = _iou_table(gparts, pparts)
+                    table = part_tables[(gi, pj)] = _part_iou_table(gparts, pparts)
                 pairs = self._match(table, 0.5)
             else:
                 pairs = []
