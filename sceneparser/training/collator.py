@@ -3,7 +3,9 @@
 ``input_ids`` are padded with the pad id, ``labels`` with -100, ``attention_mask`` and
 ``mm_token_type_ids`` with 0 (training.md §4.6). ``pixel_values`` are concatenated along the patch
 axis and ``image_grid_thw`` along the image axis, in sample order, which is the order the model
-consumes the images in. The per-sample ``sp_meta`` entries are summed into one ``sp_stats``
+consumes the images in. Samples that carry uint8 ``pixel_patches`` (the dataset's
+``defer_pixels``) are normalised straight into the batch tensor (bit-identical to the
+processor), and inside a DataLoader worker that tensor lives in shared memory. The per-sample ``sp_meta`` entries are summed into one ``sp_stats``
 mapping that the trainer pops before the forward pass (sample and skip counts reach the main
 process even from DataLoader workers).
 
@@ -29,6 +31,11 @@ class SceneParserCollator:
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
+    image_processor: Any = None  # needed for samples that carry uint8 ``pixel_patches``
+    #: "float": the batch holds ``pixel_values``; "uint8": when every sample carries
+    #: ``pixel_patches`` the batch holds them (a quarter of the bytes) and the trainer turns them
+    #: into ``pixel_values`` on the training device (:func:`sceneparser.training.patches.materialise`).
+    pixel_format: str = "float"
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -55,9 +62,14 @@ class SceneParserCollator:
             "attention_mask": attention_mask,
             "labels": labels,
             "mm_token_type_ids": mm_types,
-            "pixel_values": torch.cat([s["pixel_values"] for s in samples], dim=0),
             "image_grid_thw": torch.cat([s["image_grid_thw"] for s in samples], dim=0),
         }
+        if self.pixel_format == "uint8" and all("pixel_patches" in s for s in samples):
+            batch["pixel_patches"] = _cat(
+                [s["pixel_patches"] for s in samples], torch.uint8, samples[0]["pixel_patches"].shape[1:]
+            )
+        else:
+            batch["pixel_values"] = self._pixels(samples)
         skipped: Counter[str] = Counter()
         epochs: set[int] = set()
         for s in samples:
@@ -73,6 +85,54 @@ class SceneParserCollator:
             "epochs": sorted(epochs),
         }
         return batch
+
+    def _pixels(self, samples: Sequence[dict[str, Any]]):
+        """All samples' patches in one (rows, C*2*14*14) float32 tensor, in sample order."""
+        from sceneparser.training import patches
+
+        widths, rows = set(), []
+        for s in samples:
+            if "pixel_values" in s:
+                rows.append(int(s["pixel_values"].shape[0]))
+                widths.add(int(s["pixel_values"].shape[1]))
+            else:
+                if self.image_processor is None:
+                    raise ValueError("samples carry pixel_patches: give the collator the image_processor")
+                rows.append(int(s["pixel_patches"].shape[0]))
+                widths.add(patches.row_width(self.image_processor))
+        if len(widths) != 1:
+            raise ValueError(f"samples have different patch widths {sorted(widths)}")
+        width = widths.pop()
+        out = _empty((sum(rows), width))
+        start = 0
+        for s, n in zip(samples, rows):
+            dest = out[start : start + n]
+            if "pixel_values" in s:
+                dest.copy_(s["pixel_values"])
+            else:
+                ip = self.image_processor
+                view = dest.numpy().reshape(n, patches.channels(ip), ip.temporal_patch_size, -1)
+                grid = tuple(int(x) for x in s["image_grid_thw"][0])
+                patches.normalise_into(ip, s["pixel_patches"].numpy(), grid, view)
+            start += n
+        return out
+
+
+def _empty(shape, dtype=None):
+    """A batch buffer; inside a DataLoader worker in shared memory, so sending the (large) pixel
+    batch to the main process needs no second copy (as ``default_collate`` does)."""
+    import torch
+    from torch.utils.data import get_worker_info
+
+    out = torch.empty(tuple(shape), dtype=dtype or torch.float32)
+    return out.share_memory_() if get_worker_info() is not None else out
+
+
+def _cat(tensors, dtype, tail):
+    import torch
+
+    out = _empty((sum(int(t.shape[0]) for t in tensors), *tail), dtype)
+    return torch.cat(tensors, dim=0, out=out)
 
 
 __all__ = ["IGNORE_INDEX", "SceneParserCollator"]

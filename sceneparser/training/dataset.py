@@ -8,7 +8,10 @@
   (training.md §3.5);
 * ``mm_token_type_ids`` (L,): 1 on image tokens. transformers 5 builds the M-RoPE positions from
   it (without it the model silently falls back to 1D positions, rex_omni.md §0.4);
-* ``pixel_values`` (patches, C*2*14*14) and ``image_grid_thw`` (1, 3);
+* ``pixel_values`` (patches, C*2*14*14) and ``image_grid_thw`` (1, 3); with
+  ``defer_pixels=True`` the sample carries ``pixel_patches`` (the uint8 patches) instead, and
+  :class:`~sceneparser.training.collator.SceneParserCollator` writes the normalised floats
+  straight into the batch tensor (same values, one large copy less per sample);
 * ``sp_meta``: the index used, the epoch, and the samples skipped to get here (for the logs).
 
 Queries: in ``query_mode="sample"`` (the reference) an item is an image, and the category (or a
@@ -89,14 +92,18 @@ class SceneParserTrainDataset:
     :class:`sceneparser.model.processor.SceneParserProcessor`.
     """
 
-    def __init__(self, reader, processor, data: DataSection | None = None, *, seed: int = 42):
+    def __init__(
+        self, reader, processor, data: DataSection | None = None, *, seed: int = 42, defer_pixels: bool = False
+    ):
         self.reader = reader
+        self.defer_pixels = defer_pixels
         self.processor = processor
         self.data = data or DataSection()
         self.seed = int(seed)
         self.epoch = 0
         self.pseudo = pseudo_policy(self.data.pseudo, self.data.pseudo_definition)
         self.skip_counts: Counter[str] = Counter()
+        self._head_cache: dict[str, tuple[list[int], list[int]]] = {}
         n_images = len(reader)
         if self.data.max_images is not None:
             n_images = min(n_images, self.data.max_images)
@@ -175,6 +182,7 @@ class SceneParserTrainDataset:
 
         from sceneparser.data.targets import build_target
         from sceneparser.model.processor import chat_pieces, load_image
+        from sceneparser.training import patches
 
         image_index, category = self.items[index] if self.items is not None else (index, None)
         try:
@@ -216,20 +224,44 @@ class SceneParserTrainDataset:
         image_proc = proc.image_processor
         n_image_tokens = image_proc.num_image_tokens(width, height)
         pieces = chat_pieces(query.question(), layout="training", answer=answer)
-        ids = proc.encode(pieces, [n_image_tokens])
+        ids = self.encode(pieces, n_image_tokens)
         if len(ids) > self.data.max_length:
             raise SkipSample("too_long", f"row {image_index}: {len(ids)} > {self.data.max_length} tokens")
         labels = self.labels_for(ids)
-        pixel_values, grid = image_proc.patchify(image)
-
         input_ids = torch.tensor(ids, dtype=torch.long)
-        return {
+        sample = {
             "input_ids": input_ids,
             "labels": torch.tensor(labels, dtype=torch.long),
             "mm_token_type_ids": (input_ids == proc.image_token_id).long(),
-            "pixel_values": torch.from_numpy(pixel_values),
-            "image_grid_thw": torch.tensor([grid], dtype=torch.long),
         }
+        deferred = patches.patch_bytes(image_proc, image) if self.defer_pixels else None
+        if deferred is not None:  # the collator normalises straight into the batch tensor
+            sample["pixel_patches"] = torch.from_numpy(deferred[0])
+            grid = deferred[1]
+        else:
+            pixel_values, grid = patches.patchify(image_proc, image)
+            sample["pixel_values"] = torch.from_numpy(pixel_values)
+        sample["image_grid_thw"] = torch.tensor([grid], dtype=torch.long)
+        return sample
+
+    def encode(self, pieces: Sequence[str], n_image_tokens: int) -> list[int]:
+        """``processor.encode(pieces, [n_image_tokens])``, with the static prompt head cached.
+
+        The processor tokenises the text on each side of ``<|image_pad|>`` separately; the text
+        before the question (system turn, user header, image markers) is the same for every
+        sample, so its two parts are tokenised once.
+        """
+        from sceneparser.model.processor import IMAGE_PAD, UserText
+
+        proc = self.processor
+        head = pieces[0] if pieces else ""
+        if len(pieces) < 2 or isinstance(head, UserText) or head.count(IMAGE_PAD) != 1:
+            return proc.encode(pieces, [n_image_tokens])
+        cached = self._head_cache.get(head)
+        if cached is None:
+            left, right = head.split(IMAGE_PAD)
+            cached = self._head_cache[head] = (proc.encode([left]) if left else [], proc.encode([right]) if right else [])
+        return cached[0] + [proc.image_token_id] * n_image_tokens + cached[1] + proc.encode(list(pieces[1:]))
 
     def labels_for(self, ids: Sequence[int]) -> list[int]:
         """-100 up to and including the last ``<|im_start|>assistant\\n``; the answer supervised."""
@@ -318,7 +350,9 @@ def check_tsv_consistency(reader) -> None:
                 raise InputError(f"row {i} of {ann_path} points at byte {offset} of {img_path}, which is not an image line: {hint}")
 
 
-def build_dataset(tsv_dir, processor, data: DataSection, *, seed: int = 42) -> SceneParserTrainDataset:
+def build_dataset(
+    tsv_dir, processor, data: DataSection, *, seed: int = 42, defer_pixels: bool = False
+) -> SceneParserTrainDataset:
     """Open the TSV directory; missing or mismatched files fail here, with a clear message."""
     from sceneparser.data.tsv import TSVReader
 
@@ -326,7 +360,7 @@ def build_dataset(tsv_dir, processor, data: DataSection, *, seed: int = 42) -> S
     if len(reader) == 0:
         raise InputError(f"the training TSV in {tsv_dir} holds no rows")
     check_tsv_consistency(reader)
-    return SceneParserTrainDataset(reader, processor, data, seed=seed)
+    return SceneParserTrainDataset(reader, processor, data, seed=seed, defer_pixels=defer_pixels)
 
 
 __all__ = [

@@ -352,7 +352,7 @@ def train_stage(
     _configure_threads(cfg, on_cpu)
     model, processor = load_initial_model(cfg, source)
     apply_pixel_limits(processor, cfg.data.min_pixels, cfg.data.max_pixels)
-    dataset = build_dataset(data_dir, processor, cfg.data, seed=cfg.train.seed)
+    dataset = build_dataset(data_dir, processor, cfg.data, seed=cfg.train.seed, defer_pixels=True)
 
     t = cfg.train
     from transformers import set_seed
@@ -383,9 +383,12 @@ def train_stage(
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=SceneParserCollator(pad_token_id=processor.pad_token_id),
+        data_collator=SceneParserCollator(
+            pad_token_id=processor.pad_token_id, image_processor=processor.image_processor, pixel_format="uint8"
+        ),
         callbacks=[EpochCallback(dataset), CheckpointSignatureCallback(signature, info), history],
         sp_train=t,
+        sp_image_processor=processor.image_processor,
     )
     checkpoint = find_resume_checkpoint(output_dir, resume)
     if checkpoint is not None:

@@ -229,9 +229,10 @@ class LossHistoryCallback(TrainerCallback):
 class SceneParserTrainer(Trainer):
     """A small :class:`transformers.Trainer` subclass (see the module docstring)."""
 
-    def __init__(self, *args, sp_train: TrainSection | None = None, **kwargs):
+    def __init__(self, *args, sp_train: TrainSection | None = None, sp_image_processor=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.sp_train = sp_train or TrainSection()
+        self.sp_image_processor = sp_image_processor
         global_tokens = self.sp_train.loss_normalisation == "global_tokens"
         # micro_batch: the model's own per-micro-batch mean, which the Trainer divides by the
         # accumulation steps; global_tokens: transformers counts the global batch's supervised
@@ -268,10 +269,23 @@ class SceneParserTrainer(Trainer):
         stats = inputs.pop("sp_stats", None)
         if stats is not None and model.training:
             self.sp_stats.update(stats)
+        self._materialise_pixels(inputs)
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def _materialise_pixels(self, inputs) -> None:
+        """uint8 ``pixel_patches`` from the collator -> float ``pixel_values`` on the device."""
+        if "pixel_patches" in inputs:
+            from sceneparser.training.patches import materialise
+
+            if self.sp_image_processor is None:
+                raise ValueError("the batch carries pixel_patches: pass sp_image_processor to the trainer")
+            inputs["pixel_values"] = materialise(
+                self.sp_image_processor, inputs.pop("pixel_patches"), inputs["image_grid_thw"]
+            )
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs.pop("sp_stats", None)
+        self._materialise_pixels(inputs)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
 

@@ -42,3 +42,39 @@ def test_pad_to_multiple_of():
     batch = SceneParserCollator(pad_token_id=3, pad_to_multiple_of=8)([_sample(5, 4, 1)])
     assert batch["input_ids"].shape == (1, 8)
     assert batch["input_ids"][0, 5:].tolist() == [3, 3, 3]
+
+
+def test_deferred_pixels_equal_the_processor(train_tsv, tiny_processor):
+    from sceneparser.data.tsv import TSVReader
+    from sceneparser.training.config import DataSection
+    from sceneparser.training.dataset import SceneParserTrainDataset
+
+    plain = SceneParserTrainDataset(TSVReader(train_tsv), tiny_processor, DataSection(), seed=0)
+    lazy = SceneParserTrainDataset(TSVReader(train_tsv), tiny_processor, DataSection(), seed=0, defer_pixels=True)
+    samples = [lazy[0], plain[1], lazy[2]]
+    assert "pixel_patches" in samples[0] and "pixel_values" not in samples[0]
+    assert samples[0]["pixel_patches"].dtype == torch.uint8
+    collate = SceneParserCollator(tiny_processor.pad_token_id, image_processor=tiny_processor.image_processor)
+    batch = collate(samples)
+    expected = torch.cat([plain[i]["pixel_values"] for i in range(3)])
+    assert torch.equal(batch["pixel_values"], expected)
+    assert torch.equal(batch["image_grid_thw"], torch.cat([plain[i]["image_grid_thw"] for i in range(3)]))
+    import pytest
+
+    with pytest.raises(ValueError, match="image_processor"):
+        SceneParserCollator(tiny_processor.pad_token_id)(samples)
+
+
+def test_uint8_batches_materialise_to_the_same_pixels(train_tsv, tiny_processor):
+    from sceneparser.data.tsv import TSVReader
+    from sceneparser.training.config import DataSection
+    from sceneparser.training.dataset import SceneParserTrainDataset
+    from sceneparser.training.patches import materialise
+
+    ip = tiny_processor.image_processor
+    lazy = SceneParserTrainDataset(TSVReader(train_tsv), tiny_processor, DataSection(), seed=0, defer_pixels=True)
+    samples = [lazy[i] for i in range(3)]
+    as_float = SceneParserCollator(tiny_processor.pad_token_id, image_processor=ip)(samples)
+    as_u8 = SceneParserCollator(tiny_processor.pad_token_id, image_processor=ip, pixel_format="uint8")(samples)
+    assert "pixel_values" not in as_u8 and as_u8["pixel_patches"].dtype == torch.uint8
+    assert torch.equal(materialise(ip, as_u8["pixel_patches"], as_u8["image_grid_thw"]), as_float["pixel_values"])

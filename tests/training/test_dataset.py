@@ -32,6 +32,12 @@ def test_labels_supervise_exactly_the_answer_and_im_end(train_tsv, tiny_processo
         assert prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
         assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
         assert labels[first:] == ids[first:]
+        from sceneparser.model.processor import chat_pieces
+
+        n_image = int(sample["image_grid_thw"].prod()) // 4
+        direct = tiny_processor.encode(chat_pieces(ds.draw_prompt(reader.read(i).annotation, i).question(),
+                                                   "training", _split(tiny_processor, sample)[1][: -len("<|im_end|>\n")]), [n_image])
+        assert direct == ids  # the cached prompt head tokenises exactly as the processor does
         row = reader.read(i)
         width, height = row.image().size
         query = ds.draw_prompt(row.annotation, i)
