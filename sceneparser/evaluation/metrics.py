@@ -354,9 +354,12 @@ def _fmt_path(path: tuple) -> str:
     return out
 
 
+_SEQ = frozenset({list, tuple})
+
+
 def _coords_ok(v, n: int) -> bool:
     """A list of exactly ``n`` real numbers (bools count, as in Python; non-finite floats too)."""
-    if type(v) is not list or len(v) != n:
+    if v.__class__ not in _SEQ or len(v) != n:
         return False
     for x in v:
         if type(x) is float:
@@ -368,7 +371,7 @@ def _coords_ok(v, n: int) -> bool:
 
 
 def _explain_coords(v, n: int, what: str) -> str:
-    if not isinstance(v, list):
+    if not isinstance(v, (list, tuple)):
         return f"a {what} must be null or a list of {n} numbers, got {type(v).__name__}"
     if len(v) != n:
         return f"a {what} needs exactly {n} numbers, got {len(v)}"
@@ -469,7 +472,7 @@ class _Base:
     def _containers(self, sample):
         """(gt objects, pred objects, json_ok) with null -> empty; _Invalid on wrong types."""
         gt = sample.get("gt")
-        if type(gt) is dict:
+        if isinstance(gt, dict):
             gobjs = gt.get("objects") or []
             if type(gobjs) is not list:
                 raise _Invalid
@@ -478,7 +481,7 @@ class _Base:
         else:
             raise _Invalid
         pred = sample.get("extracted_predictions")
-        if type(pred) is dict:
+        if isinstance(pred, dict):
             json_ok = 1.0 if "objects" in pred else 0.0
             pobjs = pred.get("objects") or []
             if type(pobjs) is not list:
@@ -498,7 +501,7 @@ class _Base:
         none_filter = self.ignore_none_action
         cache, alias = self._action_cache, self.action_alias
         for a in affs:
-            if type(a) is not dict:
+            if not isinstance(a, dict):
                 if scene and not none_filter:
                     continue  # the scene metric ignores non-dict entries
                 raise _Invalid
@@ -512,7 +515,7 @@ class _Base:
             if is_gt:
                 region = a["affordance_bbox"] if "affordance_bbox" in a else a.get("bbox")
                 if region is not None:
-                    if region.__class__ is not list or len(region) != 4:
+                    if region.__class__ not in _SEQ or len(region) != 4:
                         raise _Invalid
                     sum(region) + 0.0  # TypeError on non-numbers, OverflowError on huge ints
                 if "part_bbox" in a:
@@ -533,7 +536,7 @@ class _Base:
                 else:
                     pt = a["point"] if "point" in a else a.get("affordance_point")
                     if pt is not None:
-                        if pt.__class__ is not list or len(pt) != 2:
+                        if pt.__class__ not in _SEQ or len(pt) != 2:
                             raise _Invalid
                         sum(pt) + 0.0
                 rec = (lab[1], act, pt)
@@ -549,11 +552,11 @@ class _Base:
         scene = self.level == "scene"
         norm_names = scene or self.normalize_object_names
         for o in objs:
-            if type(o) is not dict:
+            if not isinstance(o, dict):
                 raise _Invalid
             bbox = o.get("bbox")
             if bbox is not None:
-                if bbox.__class__ is not list or len(bbox) != 4:
+                if bbox.__class__ not in _SEQ or len(bbox) != 4:
                     raise _Invalid
                 sum(bbox) + 0.0  # TypeError on non-numbers, OverflowError on huge ints
             raw_parts = o.get("parts")
@@ -563,7 +566,7 @@ class _Base:
                 if type(raw_parts) is not list:
                     raise _Invalid
                 for p in raw_parts:
-                    if type(p) is not dict:
+                    if not isinstance(p, dict):
                         raise _Invalid
                     pname = p.get("part_name")
                     lab = (cache.get(pname) if pname.__class__ is str else None) or self._label(pname, cache, alias)
@@ -571,7 +574,7 @@ class _Base:
                         continue
                     pbox = p.get("bbox")
                     if pbox is not None:
-                        if pbox.__class__ is not list or len(pbox) != 4:
+                        if pbox.__class__ not in _SEQ or len(pbox) != 4:
                             raise _Invalid
                         sum(pbox) + 0.0
                     raw_affs = p.get("affordances")
@@ -662,7 +665,7 @@ class _Base:
     def update(self, sample: dict) -> None:
         """Add one answer line (a dict). Raises InputError (nothing counted) on malformed input."""
         try:
-            if type(sample) is not dict:
+            if not isinstance(sample, dict):
                 raise _Invalid
             gobjs, pobjs, json_ok = self._containers(sample)
             G = self._objects(gobjs, True)
@@ -1004,11 +1007,11 @@ class ObjectLevelMetric(_Base):
         label = self._label
         norm_names = self.normalize_object_names
         for o in objs:
-            if o.__class__ is not dict:
+            if not isinstance(o, dict):
                 raise _Invalid
             bbox = o.get("bbox")
             if bbox is not None:
-                if bbox.__class__ is not list or len(bbox) != 4:
+                if bbox.__class__ not in _SEQ or len(bbox) != 4:
                     raise _Invalid
                 sum(bbox) + 0.0  # TypeError on non-numbers, OverflowError on huge ints
             raw_parts = o.get("parts")
@@ -1018,7 +1021,7 @@ class ObjectLevelMetric(_Base):
                 if raw_parts.__class__ is not list:
                     raise _Invalid
                 for p in raw_parts:
-                    if p.__class__ is not dict:
+                    if not isinstance(p, dict):
                         raise _Invalid
                     pname = p.get("part_name")
                     lab = (pcache.get(pname) if pname.__class__ is str else None) or label(pname, pcache, palias)
@@ -1026,7 +1029,7 @@ class ObjectLevelMetric(_Base):
                         continue
                     pbox = p.get("bbox")
                     if pbox is not None:
-                        if pbox.__class__ is not list or len(pbox) != 4:
+                        if pbox.__class__ not in _SEQ or len(pbox) != 4:
                             raise _Invalid
                         sum(pbox) + 0.0
                     raw_affs = p.get("affordances")
@@ -1035,7 +1038,7 @@ class ObjectLevelMetric(_Base):
                         if raw_affs.__class__ is not list:
                             raise _Invalid
                         for a in raw_affs:
-                            if a.__class__ is not dict:
+                            if not isinstance(a, dict):
                                 raise _Invalid
                             act = a.get("action")
                             alab = (acache.get(act) if act.__class__ is str else None) or label(act, acache, aalias)
@@ -1044,7 +1047,7 @@ class ObjectLevelMetric(_Base):
                             if is_gt:
                                 region = a["affordance_bbox"] if "affordance_bbox" in a else a.get("bbox")
                                 if region is not None:
-                                    if region.__class__ is not list or len(region) != 4:
+                                    if region.__class__ not in _SEQ or len(region) != 4:
                                         raise _Invalid
                                     sum(region) + 0.0
                                 if "part_bbox" in a:
@@ -1060,7 +1063,7 @@ class ObjectLevelMetric(_Base):
                             else:
                                 pt = a["point"] if "point" in a else a.get("affordance_point")
                                 if pt is not None:
-                                    if pt.__class__ is not list or len(pt) != 2:
+                                    if pt.__class__ not in _SEQ or len(pt) != 2:
                                         raise _Invalid
                                     sum(pt) + 0.0
                                 affs.append((alab[1], act, pt))

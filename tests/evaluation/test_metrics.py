@@ -384,3 +384,15 @@ def test_nan_and_infinite_coordinates_score_like_the_reference():
     assert r["L1"]["tp"] == 1
     r = score([sample([g], [pr_obj("a", [0, 0, float("inf"), 100])])])
     assert r["L1"]["tp"] == 0 and math.isfinite(r["L1"]["f1"])
+
+
+def test_library_inputs_parsed_prediction_and_tuples():
+    from sceneparser.parsing import parse_prediction
+
+    text = ('{"objects": [{"name": "mug", "bbox": "<0><0><999><999>", "parts": [{"part_name": "handle", '
+            '"bbox": "<699><199><999><799>", "affordances": [{"action": "grasp", "point": "<849><499>"}]}]}]}')
+    pred = parse_prediction(text, 100, 100)
+    r = score([{"gt": {"objects": [T1_GT]}, "extracted_predictions": pred}])
+    assert (r["L1"]["tp"], r["L2"]["tp"], r["L3"]["tp"]) == (1, 1, 1)
+    g = dict(T1_GT, bbox=(0, 0, 100, 100))
+    assert score([sample([g], [T1_PRED])])["L1"]["tp"] == 1
