@@ -1,7 +1,8 @@
 """Benchmark the HTTP service on loopback: dynamic batching vs serial handling.
 
 For each mode (``serial`` = ``--max-batch-size 1``, ``batched`` = ``--max-batch-size B``) the script
-starts ``sceneparser serve`` as a separate process (both stay up; the modes alternate), then for
+starts ``sceneparser serve`` as a separate process (both stay up, and each cell is split into
+``--rounds`` rounds that alternate between the modes, so background load hits both alike), then for
 each client concurrency (default 1, 4 and 16) sends a bounded number of ``POST /v1/parse`` requests from that many concurrent clients
 and reports requests/s and p50/p95 latency, plus the mean batch size the server formed.
 
@@ -147,18 +148,29 @@ def run(args: argparse.Namespace) -> list[dict]:
             server.wait()
             asyncio.run(_load(server.url, body, 2, args.warmup))  # warm-up: first calls are slower
         for clients in args.concurrency:
+            # each cell's requests are split into rounds that alternate between the modes
+            acc = {mode: {"wall": 0.0, "lat": [], "errors": 0, "items": 0, "batches": 0} for mode, _ in modes}
+            per_round = [args.requests // args.rounds + (i < args.requests % args.rounds) for i in range(args.rounds)]
+            for n in per_round:
+                for mode, _ in modes:
+                    server, a = servers[mode], acc[mode]
+                    before = server.stats()
+                    wall, lat, errors = asyncio.run(_load(server.url, body, clients, n))
+                    after = server.stats()
+                    a["wall"] += wall
+                    a["lat"] += lat
+                    a["errors"] += errors
+                    a["items"] += after["items"] - before["items"]
+                    a["batches"] += after["batches"] - before["batches"]
             for mode, batch_size in modes:
-                server = servers[mode]
-                before = server.stats()
-                wall, lat, errors = asyncio.run(_load(server.url, body, clients, args.requests))
-                after = server.stats()
-                batches = after["batches"] - before["batches"]
+                a = acc[mode]
+                lat = a["lat"]
                 rows.append({
                     "mode": mode, "max_batch_size": batch_size, "clients": clients, "requests": len(lat),
-                    "errors": errors, "wall_s": round(wall, 3), "req_per_s": round(len(lat) / wall, 3),
+                    "errors": a["errors"], "wall_s": round(a["wall"], 3), "req_per_s": round(len(lat) / a["wall"], 3),
                     "p50_ms": round(_percentile(lat, 0.5) * 1000, 1), "p95_ms": round(_percentile(lat, 0.95) * 1000, 1),
                     "mean_latency_ms": round(statistics.fmean(lat) * 1000, 1),
-                    "mean_batch": round((after["items"] - before["items"]) / batches, 2) if batches else 0.0,
+                    "mean_batch": round(a["items"] / a["batches"], 2) if a["batches"] else 0.0,
                 })
                 cells.update(1)
     finally:
@@ -172,8 +184,10 @@ def run(args: argparse.Namespace) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="model directory (default: a tiny random model)")
-    ap.add_argument("--requests", type=int, default=48, help="requests per (mode, concurrency) cell")
+    ap.add_argument("--requests", type=int, default=96, help="requests per (mode, concurrency) cell")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="split each cell into this many rounds, alternating the modes (evens out background load)")
     ap.add_argument("--max-batch-size", type=int, default=16)
     ap.add_argument("--max-wait-ms", type=float, default=10.0)
     ap.add_argument("--max-new-tokens", type=int, default=16)

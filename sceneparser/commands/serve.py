@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most requests answered in one model batch; 1 = serial (default: %(default)s)")
     parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, metavar="T",
                         help="how long the first request of a batch waits for company (default: %(default)s)")
+    parser.add_argument("--max-arrival-wait-ms", type=float, default=d.max_arrival_wait_ms, metavar="A",
+                        help="extra wait, past --max-wait-ms, for requests already being read or decoded "
+                             "(default: %(default)s)")
     parser.add_argument("--max-queue-size", type=int, default=d.max_queue_size, metavar="Q",
                         help="requests waiting beyond this get HTTP 429 (default: %(default)s)")
     parser.add_argument("--max-inflight", type=int, default=None, metavar="N",
@@ -82,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_inflight is not None and args.max_inflight < 1:
         raise InputError("--max-inflight must be at least 1")
-    if args.max_wait_ms < 0 or args.request_timeout <= 0:
-        raise InputError("--max-wait-ms must be >= 0 and --request-timeout > 0")
+    if args.max_wait_ms < 0 or args.max_arrival_wait_ms < 0 or args.request_timeout <= 0:
+        raise InputError("--max-wait-ms and --max-arrival-wait-ms must be >= 0, --request-timeout > 0")
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port} is not a valid port")
 
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
+        max_arrival_wait_ms=args.max_arrival_wait_ms,
         max_queue_size=args.max_queue_size,
         max_image_pixels=args.max_image_pixels,
         max_request_bytes=args.max_request_bytes,

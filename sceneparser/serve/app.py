@@ -52,6 +52,7 @@ class ServeConfig:
     port: int = 8000
     max_batch_size: int = 8
     max_wait_ms: float = 10.0
+    max_arrival_wait_ms: float = 100.0
     max_queue_size: int = 32
     max_image_pixels: int = 4096 * 4096
     max_request_bytes: int = 20 * 1024 * 1024
@@ -234,6 +235,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
         max_batch_size=cfg.max_batch_size,
         max_wait_ms=cfg.max_wait_ms,
         max_queue_size=cfg.max_queue_size,
+        max_arrival_wait_ms=cfg.max_arrival_wait_ms,
     )
 
     @asynccontextmanager
@@ -334,41 +336,42 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
     async def parse(request: Request):
         t0 = time.perf_counter()
         reject_if_full()
-        media = _media_type(request)
-        if media == "application/json":
-            body = await request.body()
-            try:
-                req = ParseRequest.model_validate_json(body)
-            except ValidationError as exc:
-                status, message, param = _validation_message(exc)
-                raise RequestError(status, message, "invalid_request", param) from None
-            check_queries(req.query, req.scene, max_chars=cfg.max_query_chars, max_queries=cfg.max_queries)
-            data = decode_base64_image(req.image, max_bytes=cfg.max_request_bytes)
-            query, scene = req.query, req.scene
-        elif media == "multipart/form-data":
-            form = await request.form(max_files=1, max_fields=cfg.max_queries + 4, max_part_size=cfg.max_request_bytes)
-            try:
-                upload = form.get("image")
-                if upload is None:
-                    raise RequestError(422, "missing form field 'image' (the image file)", param="image")
-                if isinstance(upload, UploadFile):
-                    data = await upload.read(cfg.max_request_bytes + 1)
-                else:  # a text field: accept base64 / data URL there too
-                    data = decode_base64_image(str(upload), max_bytes=cfg.max_request_bytes)
-                queries = [q for q in form.getlist("query") if isinstance(q, str)]
-                query = queries[0] if len(queries) == 1 else (queries or None)
-                scene = _parse_bool(form.get("scene", "false"), "scene")
-            finally:
-                await form.close()
-        else:
-            raise RequestError(
-                415,
-                f"unsupported Content-Type '{media or '(none)'}': send application/json "
-                "({\"image\": <base64>, \"query\": ...}) or multipart/form-data (fields image, query)",
-                "unsupported_media_type",
-            )
-        queries = check_queries(query, scene, max_chars=cfg.max_query_chars, max_queries=cfg.max_queries)
-        image = await read_image_bytes(data)
+        with batcher.arriving():  # read + decode: a batch being formed may wait for us
+            media = _media_type(request)
+            if media == "application/json":
+                body = await request.body()
+                try:
+                    req = ParseRequest.model_validate_json(body)
+                except ValidationError as exc:
+                    status, message, param = _validation_message(exc)
+                    raise RequestError(status, message, "invalid_request", param) from None
+                check_queries(req.query, req.scene, max_chars=cfg.max_query_chars, max_queries=cfg.max_queries)
+                data = decode_base64_image(req.image, max_bytes=cfg.max_request_bytes)
+                query, scene = req.query, req.scene
+            elif media == "multipart/form-data":
+                form = await request.form(max_files=1, max_fields=cfg.max_queries + 4, max_part_size=cfg.max_request_bytes)
+                try:
+                    upload = form.get("image")
+                    if upload is None:
+                        raise RequestError(422, "missing form field 'image' (the image file)", param="image")
+                    if isinstance(upload, UploadFile):
+                        data = await upload.read(cfg.max_request_bytes + 1)
+                    else:  # a text field: accept base64 / data URL there too
+                        data = decode_base64_image(str(upload), max_bytes=cfg.max_request_bytes)
+                    queries = [q for q in form.getlist("query") if isinstance(q, str)]
+                    query = queries[0] if len(queries) == 1 else (queries or None)
+                    scene = _parse_bool(form.get("scene", "false"), "scene")
+                finally:
+                    await form.close()
+            else:
+                raise RequestError(
+                    415,
+                    f"unsupported Content-Type '{media or '(none)'}': send application/json "
+                    "({\"image\": <base64>, \"query\": ...}) or multipart/form-data (fields image, query)",
+                    "unsupported_media_type",
+                )
+            queries = check_queries(query, scene, max_chars=cfg.max_query_chars, max_queries=cfg.max_queries)
+            image = await read_image_bytes(data)
         t_decoded = time.perf_counter()
         results = await run_job(ParseJob(image=image, queries=queries, scene=scene and not queries))
         t_done = time.perf_counter()
@@ -410,7 +413,8 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
         if req.n != 1:
             raise RequestError(400, "only n=1 is supported", "invalid_request", "n")
         reject_if_full()
-        job = await _chat_job(req, cfg, read_image_bytes)
+        with batcher.arriving():
+            job = await _chat_job(req, cfg, read_image_bytes)
         created = int(time.time())
         results = await run_job(job)
         result = results[0]

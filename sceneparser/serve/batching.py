@@ -5,7 +5,9 @@ calls :meth:`DynamicBatcher.submit`; the worker takes the first waiting item, ga
 up to ``max_wait_ms`` (or until ``max_batch_size`` items are in hand) and hands the whole batch
 to a *blocking* callable on a single background thread, so the event loop keeps accepting
 requests while the model runs. Requests that arrive while a batch is running pile up in the
-queue and form the next batch, so under load batches fill without waiting at all.
+queue and form the next batch, so under load batches fill without waiting at all. Requests that
+are still being read or decoded (:meth:`DynamicBatcher.arriving`) may hold a batch up to
+``max_arrival_wait_ms`` longer, so a burst of concurrent requests lands in one batch.
 
 Back-pressure instead of unbounded memory: when the queue is full :meth:`submit` raises
 :class:`QueueFullError` at once (HTTP 429); when the batcher is not running, or an item waited
@@ -20,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -85,6 +88,7 @@ class DynamicBatcher(Generic[Item, Result]):
         max_batch_size: int = 8,
         max_wait_ms: float = 10.0,
         max_queue_size: int = 64,
+        max_arrival_wait_ms: float = 100.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -96,6 +100,8 @@ class DynamicBatcher(Generic[Item, Result]):
         self.max_batch_size = int(max_batch_size)
         self.max_wait_s = float(max_wait_ms) / 1000.0
         self.max_queue_size = int(max_queue_size)
+        self.max_arrival_wait_s = max(0.0, float(max_arrival_wait_ms)) / 1000.0
+        self._arriving = 0
         self.stats = BatcherStats()
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
@@ -144,6 +150,19 @@ class DynamicBatcher(Generic[Item, Result]):
             self._executor = None
 
     # ------------------------------------------------------------------ requests
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Mark a request that is being read/decoded and will be submitted next.
+
+        While any request is arriving, a batch being collected waits for it past ``max_wait_ms``
+        (at most ``max_arrival_wait_ms`` more). Leave the block right before :meth:`submit`.
+        """
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+
     async def submit(self, item: Item, timeout: float | None = None) -> Result:
         """Queue ``item`` and wait for its result.
 
@@ -178,20 +197,27 @@ class DynamicBatcher(Generic[Item, Result]):
     async def _collect(self) -> list[_Pending]:
         assert self._queue is not None
         batch = [await self._queue.get()]
-        deadline = time.perf_counter() + self.max_wait_s
+        start = time.perf_counter()
+        deadline = start + self.max_wait_s
+        # requests already inside the server (being read or decoded) may hold the batch a little
+        # longer: they are about to be queued, and a full batch costs little more than a small one
+        hard_deadline = deadline + self.max_arrival_wait_s
         while len(batch) < self.max_batch_size:
             try:  # whatever is already waiting joins without delay
                 batch.append(self._queue.get_nowait())
                 continue
             except asyncio.QueueEmpty:
                 pass
-            remaining = deadline - time.perf_counter()
+            now = time.perf_counter()
+            remaining = deadline - now
             if remaining <= 0:
-                break
+                if self._arriving <= 0 or now >= hard_deadline:
+                    break
+                remaining = min(0.002, hard_deadline - now)  # poll: arrivals may also be refused
             try:
                 batch.append(await asyncio.wait_for(self._queue.get(), remaining))
             except asyncio.TimeoutError:
-                break
+                continue
         return [p for p in batch if not p.future.done()]
 
     def _call(self, items: list[Any]) -> list[Any]:

@@ -148,3 +148,32 @@ def test_not_started_timeout_and_stop_give_unavailable():
 def test_bad_settings_are_rejected(kwargs):
     with pytest.raises(ValueError):
         DynamicBatcher(lambda x: x, **kwargs)
+
+
+def test_requests_still_arriving_hold_the_batch_past_max_wait():
+    seen: list[int] = []
+
+    def fn(items):
+        seen.append(len(items))
+        return list(items)
+
+    async def main(arrival_ms):
+        b = DynamicBatcher(fn, max_batch_size=8, max_wait_ms=1, max_arrival_wait_ms=arrival_ms)
+        await b.start()
+        try:
+            async def late(i):
+                with b.arriving():  # e.g. still decoding its image
+                    await asyncio.sleep(0.05)
+                return await b.submit(i)
+
+            first = asyncio.ensure_future(b.submit(0))
+            await asyncio.sleep(0)
+            return await asyncio.gather(first, *(late(i) for i in range(1, 4)))
+        finally:
+            await b.stop()
+
+    assert _run(main(arrival_ms=1000)) == [0, 1, 2, 3]
+    assert seen == [4]  # one batch: the worker waited for the three arriving requests
+    seen.clear()
+    assert _run(main(arrival_ms=0)) == [0, 1, 2, 3]
+    assert seen[0] == 1  # without the arrival wait the first request goes alone
