@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a request waiting longer for the model gets HTTP 503 (default: %(default)s)")
     parser.add_argument("--served-model-name", default=None,
                         help="model id reported by /v1/models and expected in chat requests "
-                             "(default: the model directory's name)")
+                             "(default: the model directory's name; the --model value is accepted too)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", default=None, help="torch dtype, e.g. bfloat16 (default: the model's)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap per answer")
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         max_query_chars=args.max_query_chars,
         request_timeout_s=args.request_timeout,
         model_name=served_name(args.model, args.served_model_name),
+        model_aliases=(args.model,) if args.model else (),
         exif_transpose=args.exif_transpose,
         max_inflight=args.max_inflight,
     )

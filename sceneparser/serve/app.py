@@ -60,6 +60,7 @@ class ServeConfig:
     max_queries: int = 16
     request_timeout_s: float = 300.0
     model_name: str = "sceneparser"
+    model_aliases: tuple[str, ...] = ()  # also accepted as "model" in chat requests (e.g. the --model path)
     exif_transpose: bool = False
     max_inflight: int | None = None  # requests in the server at once (default 2 x queue + batch)
 
@@ -407,7 +408,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
         except ValidationError as exc:
             status, message, param = _validation_message(exc)
             raise RequestError(status, message, "invalid_request", param) from None
-        if req.model and req.model != cfg.model_name:
+        if req.model and req.model != cfg.model_name and req.model not in cfg.model_aliases:
             raise RequestError(404, f"the model '{req.model}' does not exist; this server serves '{cfg.model_name}'",
                                "model_not_found", "model")
         if req.n != 1:

@@ -186,6 +186,16 @@ def test_openai_client_works_unchanged(client):
         oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
 
 
+def test_model_aliases_are_accepted(model):
+    cfg = ServeConfig(model_name="tiny", model_aliases=("/models/tiny",))
+    with TestClient(create_app(model, cfg)) as c:
+        req = {"model": "/models/tiny", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + B64}},
+            {"type": "text", "text": "mug"}]}]}
+        assert c.post("/v1/chat/completions", json=req).status_code == 200
+        assert_error(c.post("/v1/chat/completions", json=dict(req, model="other")), 404)
+
+
 def test_concurrent_requests_share_batches(model):
     model.gate.clear()
     cfg = ServeConfig(max_batch_size=8, max_wait_ms=100, max_queue_size=32)
