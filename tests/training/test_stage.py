@@ -59,3 +59,14 @@ def test_output_dir_must_differ_from_init(tmp_path, train_tsv, fast_overrides):
     cfg = load_config("tiny", fast_overrides).for_stage(2)
     with pytest.raises(InputError, match="also the model to start from"):
         train_stage(cfg, train_tsv, tmp_path, init=str(tmp_path), stage=2)
+
+
+def test_epoch_reaches_dataloader_workers(tmp_path, train_tsv, fast_overrides):
+    """8 images, batch 4: 2 steps per epoch; 6 steps = epochs 0, 1, 2, seen inside a worker."""
+    cfg, init = _stage1(fast_overrides + [
+        "train.max_steps=6", "data.max_images=8", "data.num_workers=1", "runtime.gradient_checkpointing=true",
+        "data.query_mode=sample", "data.negative_ratio=0.5",
+    ])
+    result = train_stage(cfg, train_tsv, tmp_path / "e", init=init, stage=1)
+    assert result.global_step == 6
+    assert result.stats["epochs_seen"] == [0, 1, 2] and result.stats["samples"] == 24
