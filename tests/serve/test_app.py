@@ -378,3 +378,38 @@ def test_requests_in_flight_are_capped_but_health_answers(model):
         model.gate.set()
         t.join(10)
         assert statuses == [200]
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_parse_body = st.fixed_dictionaries(
+    {}, optional={"image": st.sampled_from([B64, "data:image/png;base64," + B64, "", "xx"]) | st.text(max_size=10),
+                  "query": st.text(max_size=30) | st.lists(st.text(max_size=10), max_size=3) | _json,
+                  "scene": st.booleans() | _json},
+) | _json
+_content = st.text(max_size=30) | st.lists(st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=30)}),
+    st.fixed_dictionaries({"type": st.just("image_url"),
+                           "image_url": st.fixed_dictionaries({"url": st.sampled_from(
+                               ["data:image/png;base64," + B64, "http://x/y.png", "data:,", ""])})}),
+    _json), max_size=3)
+_chat_body = st.fixed_dictionaries(
+    {"messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "bogus"]),
+                                                 "content": _content}), max_size=3)},
+    optional={"model": st.sampled_from(["sceneparser-test", "x"]), "stream": st.booleans(), "n": st.integers(0, 3)},
+) | _json
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parse_body=_parse_body, chat_body=_chat_body)
+def test_random_json_never_gives_a_server_error(client, parse_body, chat_body):
+    for path, body in (("/v1/parse", parse_body), ("/v1/chat/completions", chat_body)):
+        resp = client.post(path, json=body)
+        assert resp.status_code < 500, (path, body, resp.text)
+        if resp.status_code >= 400:
+            assert resp.json()["error"]["message"]
