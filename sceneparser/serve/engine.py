@@ -41,10 +41,14 @@ def question_item(image, question: str) -> dict:
     return {"image": image, "query": _IDENTITY_QUERY, "template": body}
 
 
-def result_to_dict(result, *, query: str | None = None) -> dict:
-    """The JSON of one ParseResult as the service returns it (pixel coordinates)."""
+_KEEP = object()
+
+
+def result_to_dict(result, *, query: Any = _KEEP) -> dict:
+    """The JSON of one ParseResult as the service returns it (pixel coordinates); ``query``
+    replaces the result's query when given."""
     d = result.to_dict(raw=True)
-    if query is not None or d.get("query") == _IDENTITY_QUERY:
+    if query is not _KEEP:
         d["query"] = query
     timing = d.get("timing") or {}
     prompt, completion = timing.get("num_prompt_tokens"), timing.get("num_output_tokens")
@@ -59,29 +63,29 @@ def make_batch_fn(parser) -> Callable[[Sequence[ParseJob]], list[list[dict]]]:
 
     def run(jobs: Sequence[ParseJob]) -> list[list[dict]]:
         items: list[Any] = []
-        spans: list[tuple[int, int, ParseJob]] = []
+        counts: list[int] = []  # prompts per job, to regroup the flat results
         for job in jobs:
-            start = len(items)
             if job.question is not None:
                 items.append(question_item(job.image, job.question))
+                counts.append(1)
             elif job.scene or not job.queries:
                 items.append({"image": job.image, "query": None, "scene": True})
+                counts.append(1)
             else:
                 items.append({"image": job.image, "query": list(job.queries)})
-            spans.append((start, len(items), job))
+                counts.append(len(job.queries))
         results = parser.parse_many(items)
+        if len(results) != sum(counts):
+            raise RuntimeError(f"parse_many returned {len(results)} results for {sum(counts)} prompts")
         out: list[list[dict]] = []
         pos = 0
-        for _start, _end, job in spans:
-            n = 1 if job.question is not None or job.scene or not job.queries else len(job.queries)
+        for job, n in zip(jobs, counts):
             chunk = results[pos:pos + n]
             pos += n
-            if job.question is not None:
-                out.append([result_to_dict(chunk[0], query=None)])
+            if job.question is not None:  # asked verbatim: there is no category query
+                out.append([result_to_dict(r, query=None) for r in chunk])
             else:
                 out.append([result_to_dict(r) for r in chunk])
-        if pos != len(results):
-            raise RuntimeError(f"parse_many returned {len(results)} results for {pos} prompts")
         return out
 
     return run
