@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     model = parser.backend.model
     n_params = sum(p.numel() for p in model.parameters())
     st = model_dir / "model.safetensors"
-    dir_bytes = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file())
+    dir_bytes = sum(f.stat().st_size for f in model_dir.iterdir() if f.is_file())  # checkpoints excluded
     out = {
         "model_dir": str(model_dir),
         "threads": args.threads,
