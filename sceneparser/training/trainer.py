@@ -241,6 +241,25 @@ class SceneParserTrainer(Trainer):
         self.loss_is_scaled_for_ga = None
         self.sp_stats = RunStats()
 
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Restore the weights of a ``checkpoint-N`` directory on resume.
+
+        transformers 5 saves Qwen2.5-VL checkpoints under the original key names
+        (``visual.*``, ``model.layers.*``) and converts them back only in ``from_pretrained``;
+        the stock Trainer loads the file with a plain non-strict ``load_state_dict``, so every
+        key is "missing" and training would silently resume from the *initial* weights. We load
+        through ``from_pretrained`` (key conversion included) and copy the tensors strictly.
+        PEFT adapters, FSDP and sharded checkpoints keep the stock path.
+        """
+        model = self.model if model is None else model
+        weights = Path(resume_from_checkpoint) / "model.safetensors"
+        if not weights.is_file() or not hasattr(model, "config") or type(model).__name__.startswith("Peft"):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        dtype = next(model.parameters()).dtype
+        loaded = type(model).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        del loaded
+
     def create_optimizer(self, model=None):
         opt_model = self.model if model is None else model
         if self.optimizer is None:
