@@ -175,6 +175,21 @@ class _Checker:
             field = _path(*field)
         self.problems.append(Problem(self.line, field, msg, "warning"))
 
+    def dict_list(self, d: dict, key: str, where: tuple, what: str) -> "list | None":
+        """``d[key]`` as a list of JSON objects: a non-list becomes ``[]`` and entries that are
+        not objects are dropped, each with a warning (``where`` is the owner's index path)."""
+        items = d.get(key)
+        if items is not None and type(items) is not list:
+            owner = where + (None,) * (3 - len(where))
+            self.warn(owner + (key,), f"'{key}' must be a list, got {type(items).__name__}; treated as []")
+            d[key] = items = []
+        if items and not all(type(x) is dict for x in items):
+            for i, x in enumerate(items):
+                if type(x) is not dict:
+                    self.warn(where + (i,), f"{what} must be a JSON object, got {type(x).__name__}; dropped")
+            d[key] = items = [x for x in items if type(x) is dict]
+        return items
+
     def box(self, d: dict, primary: str, fallback: str, where: tuple) -> None:
         b = d.get(primary)
         # fast path: a list of 4 plain finite numbers, in order and inside the image
@@ -298,15 +313,7 @@ def _walk(obj: Any, line: int, size, build: bool, keep_flag: bool) -> tuple[dict
         elif type(name) is not str:
             chk.name(o, nkey, _path(oi), "object name")
         chk.box(o, "object_bbox", "bbox", (oi, None, None))
-        parts = o.get("parts")
-        if parts is not None and type(parts) is not list:
-            chk.warn((oi, None, None, "parts"), f"'parts' must be a list, got {type(parts).__name__}; treated as []")
-            o["parts"] = parts = []
-        if parts and not all(type(p) is dict for p in parts):
-            for pi, p in enumerate(parts):
-                if type(p) is not dict:
-                    chk.warn((oi, pi), f"part must be a JSON object, got {type(p).__name__}; dropped")
-            o["parts"] = parts = [p for p in parts if type(p) is dict]
+        parts = chk.dict_list(o, "parts", (oi,), "part")
         ann_parts: list[dict] = []
         seen_parts = _Dedup() if build else None
         for pi, p in enumerate(parts or ()):
@@ -319,15 +326,7 @@ def _walk(obj: Any, line: int, size, build: bool, keep_flag: bool) -> tuple[dict
             flag = p.get("is_pseudo_part")
             if flag is not None and type(flag) is not bool:
                 chk.warn((oi, pi, None, "is_pseudo_part"), f"must be true/false, got {flag!r}")
-            affs = p.get("affordances")
-            if affs is not None and type(affs) is not list:
-                chk.warn((oi, pi, None, "affordances"), f"'affordances' must be a list, got {type(affs).__name__}; treated as []")
-                p["affordances"] = affs = []
-            if affs and not all(type(a) is dict for a in affs):
-                for ai, a in enumerate(affs):
-                    if type(a) is not dict:
-                        chk.warn((oi, pi, ai), f"affordance must be a JSON object, got {type(a).__name__}; dropped")
-                p["affordances"] = affs = [a for a in affs if type(a) is dict]
+            affs = chk.dict_list(p, "affordances", (oi, pi), "affordance")
             ann_affs: list[dict] = []
             seen_affs: set = set()
             for ai, a in enumerate(affs or ()):

@@ -180,3 +180,16 @@ def test_annotation_equals_plain_reference_rules(objects):
     assert json.dumps(R.record_to_annotation(rec)) == json.dumps(expected)
     clean, _, ann = R.validate_and_annotate(json.loads(json.dumps(rec)), 1, size=(4, 4))
     assert json.dumps(ann) == json.dumps(expected)
+
+
+def test_non_list_and_non_object_entries_are_dropped_with_warnings(tmp_path):
+    obj = {"phrase": "mug", "object_bbox": [0, 0, 5, 5],
+           "parts": [1, {"part_name": "h", "part_bbox": [0, 0, 1, 1], "affordances": "no"}]}
+    other = {"phrase": "cup", "object_bbox": [0, 0, 5, 5], "parts": {"a": 1}}
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"image_path": "x.jpg", "objects": [obj, other]}) + "\n")
+    report = R.load_records(path, image_root=tmp_path)
+    got = {(p.field, p.message) for p in report.problems if p.severity == "warning"}
+    assert ("objects[0].parts[0]", "part must be a JSON object, got int; dropped") in got
+    assert ("objects[0].parts[0].affordances", "'affordances' must be a list, got str; treated as []") in got
+    assert ("objects[1].parts", "'parts' must be a list, got dict; treated as []") in got
