@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("sceneparser.commands.convert", "convert benchmark JSONL into the training TSV layout"),
     "synth": ("sceneparser.commands.synth", "generate a synthetic dataset in the benchmark format"),
     "train": ("sceneparser.commands.train", "train one curriculum stage or the whole curriculum"),
+    "probe": ("sceneparser.commands.probe", "does a model use the image? coordinate loss with real vs shuffled images"),
     "serve": ("sceneparser.commands.serve", "HTTP service (FastAPI) with dynamic batching"),
     "demo": ("sceneparser.commands.demo", "web demo (gradio)"),
 }
