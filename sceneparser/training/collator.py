@@ -70,6 +70,8 @@ class SceneParserCollator:
             )
         else:
             batch["pixel_values"] = self._pixels(samples)
+        if all("token_classes" in s for s in samples):  # the auxiliary grounding targets, in token order
+            batch["token_classes"] = torch.cat([s["token_classes"] for s in samples], dim=0)
         skipped: Counter[str] = Counter()
         epochs: set[int] = set()
         for s in samples:

@@ -129,6 +129,12 @@ class TrainSection(_Strict):
         description="micro_batch: token mean per micro-batch, averaged over accumulation (reference); "
         "global_tokens: token sum over the global batch / its supervised token count",
     )
+    token_class_loss_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the auxiliary token-class loss (a linear head on the merger output predicts the "
+        "class under every image token; sceneparser.training.grounding). 0: off, as the reference",
+    )
     tune_vision: bool = Field(True, description="train the vision tower (without the merger)")
     tune_merger: bool = Field(True, description="train the vision-language merger")
     tune_llm: bool = Field(True, description="train the language model, embeddings and lm_head")

@@ -93,7 +93,14 @@ class SceneParserTrainDataset:
     """
 
     def __init__(
-        self, reader, processor, data: DataSection | None = None, *, seed: int = 42, defer_pixels: bool = False
+        self,
+        reader,
+        processor,
+        data: DataSection | None = None,
+        *,
+        seed: int = 42,
+        defer_pixels: bool = False,
+        token_classes: bool = False,
     ):
         self.reader = reader
         self.defer_pixels = defer_pixels
@@ -117,8 +124,18 @@ class SceneParserTrainDataset:
         self._header_short = tok("assistant", add_special_tokens=False)["input_ids"]
         self.items: list[tuple[int, str | None]] | None = None
         self.vocabulary: tuple[str, ...] = ()
-        if self.data.query_mode == "all" or self.data.negative_ratio > 0:
+        #: {class name: id} of the token-class targets (``token_classes=True``; 0 is the background)
+        self.class_index: dict[str, int] = {}
+        per_image = None
+        if token_classes:
+            from sceneparser.training.grounding import class_vocabulary
+
             per_image = self._scan_categories()
+            self.class_index = class_vocabulary(c for names in per_image.values() for c in names)
+            if not self.class_index:
+                raise InputError("no image in the training TSV has a named object: no token classes to learn")
+        if self.data.query_mode == "all" or self.data.negative_ratio > 0:
+            per_image = per_image if per_image is not None else self._scan_categories()
             self.vocabulary = tuple(sorted({c for names in per_image.values() for c in names}))
             if self.data.query_mode == "all":
                 self.items = [(i, c) for i, names in sorted(per_image.items()) for c in names]
@@ -242,6 +259,14 @@ class SceneParserTrainDataset:
             pixel_values, grid = patches.patchify(image_proc, image)
             sample["pixel_values"] = torch.from_numpy(pixel_values)
         sample["image_grid_thw"] = torch.tensor([grid], dtype=torch.long)
+        if self.class_index:
+            from sceneparser.training.grounding import token_class_map
+
+            m = image_proc.merge_size
+            classes = token_class_map(
+                annotation.get("objects") or [], width, height, grid[1] // m, grid[2] // m, self.class_index
+            )
+            sample["token_classes"] = torch.tensor(classes, dtype=torch.long)
         return sample
 
     def encode(self, pieces: Sequence[str], n_image_tokens: int) -> list[int]:
@@ -351,7 +376,7 @@ def check_tsv_consistency(reader) -> None:
 
 
 def build_dataset(
-    tsv_dir, processor, data: DataSection, *, seed: int = 42, defer_pixels: bool = False
+    tsv_dir, processor, data: DataSection, *, seed: int = 42, defer_pixels: bool = False, token_classes: bool = False
 ) -> SceneParserTrainDataset:
     """Open the TSV directory; missing or mismatched files fail here, with a clear message."""
     from sceneparser.data.tsv import TSVReader
@@ -360,7 +385,9 @@ def build_dataset(
     if len(reader) == 0:
         raise InputError(f"the training TSV in {tsv_dir} holds no rows")
     check_tsv_consistency(reader)
-    return SceneParserTrainDataset(reader, processor, data, seed=seed, defer_pixels=defer_pixels)
+    return SceneParserTrainDataset(
+        reader, processor, data, seed=seed, defer_pixels=defer_pixels, token_classes=token_classes
+    )
 
 
 __all__ = [

@@ -317,6 +317,7 @@ def train_stage(
         EpochCallback,
         LossHistoryCallback,
         SceneParserTrainer,
+        TokenHeadCheckpointCallback,
         apply_freezing,
         model_signature,
         parameter_checksum,
@@ -352,7 +353,10 @@ def train_stage(
     _configure_threads(cfg, on_cpu)
     model, processor = load_initial_model(cfg, source)
     apply_pixel_limits(processor, cfg.data.min_pixels, cfg.data.max_pixels)
-    dataset = build_dataset(data_dir, processor, cfg.data, seed=cfg.train.seed, defer_pixels=True)
+    token_classes = cfg.train.token_class_loss_weight > 0
+    dataset = build_dataset(
+        data_dir, processor, cfg.data, seed=cfg.train.seed, defer_pixels=True, token_classes=token_classes
+    )
 
     t = cfg.train
     from transformers import set_seed
@@ -374,11 +378,21 @@ def train_stage(
     if not groups:
         raise InputError("nothing to train: tune_vision, tune_merger and tune_llm are all false (and no LoRA)")
     layout = ";".join(f"{g['name']}:{len(g['params'])}" for g in groups)
+    if token_classes:  # the optimizer holds the auxiliary head too
+        layout += f";token_head:{len(dataset.class_index)}"
     signature = model_signature(model) + "-" + __import__("hashlib").sha256(layout.encode()).hexdigest()[:8]
 
     args = training_arguments(cfg, output_dir, on_cpu)
     history = LossHistoryCallback()
     info = {"init": source, "stage": stage, "lora": cfg.lora.enabled, "config": cfg.name}
+    callbacks = [EpochCallback(dataset), CheckpointSignatureCallback(signature, info), history]
+    token_head = None
+    if token_classes:
+        from sceneparser.training.grounding import TokenClassHead
+
+        token_head = TokenClassHead(model.config.vision_config.out_hidden_size, len(dataset.class_index), seed=t.seed)
+        token_head.attach(model)
+        callbacks.append(TokenHeadCheckpointCallback(token_head))
     trainer = SceneParserTrainer(
         model=model,
         args=args,
@@ -386,9 +400,10 @@ def train_stage(
         data_collator=SceneParserCollator(
             pad_token_id=processor.pad_token_id, image_processor=processor.image_processor, pixel_format="uint8"
         ),
-        callbacks=[EpochCallback(dataset), CheckpointSignatureCallback(signature, info), history],
+        callbacks=callbacks,
         sp_train=t,
         sp_image_processor=processor.image_processor,
+        sp_token_head=token_head,
     )
     checkpoint = find_resume_checkpoint(output_dir, resume)
     if checkpoint is not None:
@@ -423,6 +438,9 @@ def train_stage(
         "parameter_checksum": checksum,
         "lora": lora_summary(cfg.lora),
         "lora_save": cfg.lora.save if cfg.lora.enabled else None,
+        "token_class_loss": (
+            {"weight": t.token_class_loss_weight, "classes": dataset.class_index} if token_classes else None
+        ),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     zero3 = trainer.is_deepspeed_enabled and _zero_stage(cfg) == 3

@@ -211,6 +211,44 @@ class CheckpointSignatureCallback(TrainerCallback):
         return control
 
 
+TOKEN_HEAD_FILE = "token_class_head.pt"
+
+
+class TokenHeadCheckpointCallback(TrainerCallback):
+    """Save the auxiliary token-class head (not part of the model) into each checkpoint, for resume."""
+
+    def __init__(self, head):
+        self.head = head
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            import torch
+
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                torch.save(self.head.state_dict(), ckpt / TOKEN_HEAD_FILE)
+        return control
+
+
+def _average_gradients_across_ranks(params) -> None:
+    """Under torch.distributed, average these parameters' gradients over ranks (they sit outside DDP)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    world = dist.get_world_size()
+
+    def hook(grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad / world
+
+    for p in params:
+        if isinstance(p, torch.Tensor) and p.requires_grad:
+            p.register_hook(hook)
+
+
 class LossHistoryCallback(TrainerCallback):
     """Keep every logged loss in memory (the curriculum reports first/last loss per stage)."""
 
@@ -229,10 +267,18 @@ class LossHistoryCallback(TrainerCallback):
 class SceneParserTrainer(Trainer):
     """A small :class:`transformers.Trainer` subclass (see the module docstring)."""
 
-    def __init__(self, *args, sp_train: TrainSection | None = None, sp_image_processor=None, **kwargs):
+    def __init__(
+        self, *args, sp_train: TrainSection | None = None, sp_image_processor=None, sp_token_head=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.sp_train = sp_train or TrainSection()
         self.sp_image_processor = sp_image_processor
+        #: sceneparser.training.grounding.TokenClassHead when train.token_class_loss_weight > 0
+        self.sp_token_head = sp_token_head
+        self._token_class_losses: list[float] = []
+        if sp_token_head is not None:
+            sp_token_head.linear.to(self.args.device)
+            _average_gradients_across_ranks(sp_token_head.parameters())
         global_tokens = self.sp_train.loss_normalisation == "global_tokens"
         # micro_batch: the model's own per-micro-batch mean, which the Trainer divides by the
         # accumulation steps; global_tokens: transformers counts the global batch's supervised
@@ -253,6 +299,11 @@ class SceneParserTrainer(Trainer):
         """
         model = self.model if model is None else model
         weights = Path(resume_from_checkpoint) / "model.safetensors"
+        head_file = Path(resume_from_checkpoint) / TOKEN_HEAD_FILE
+        if self.sp_token_head is not None and head_file.is_file():
+            import torch
+
+            self.sp_token_head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
         if not weights.is_file() or not hasattr(model, "config") or type(model).__name__.startswith("Peft"):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         dtype = next(model.parameters()).dtype
@@ -274,6 +325,11 @@ class SceneParserTrainer(Trainer):
             )
             if not groups:
                 raise ValueError("nothing to train: every parameter is frozen")
+            if self.sp_token_head is not None:
+                groups.append(
+                    {"params": list(self.sp_token_head.parameters()), "lr": self.args.learning_rate,
+                     "weight_decay": 0.0, "name": "token_head"}
+                )
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             optimizer_kwargs = {k: v for k, v in optimizer_kwargs.items() if k not in ("params", "model")}
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
@@ -288,8 +344,28 @@ class SceneParserTrainer(Trainer):
         stats = inputs.pop("sp_stats", None)
         if stats is not None and model.training:
             self.sp_stats.update(stats)
+        token_classes = inputs.pop("token_classes", None)
         self._materialise_pixels(inputs)
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        result = super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
+        if self.sp_token_head is None or token_classes is None:
+            return result
+        aux = self.sp_token_head.loss(token_classes)
+        self._token_class_losses.append(float(aux.detach()))
+        weight = self.sp_train.token_class_loss_weight
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            weight = weight / max(1, self.args.gradient_accumulation_steps)  # the LM loss is already scaled for GA
+        if return_outputs:
+            loss, outputs = result
+            return loss + weight * aux, outputs
+        return result + weight * aux
+
+    def log(self, logs, *args, **kwargs):
+        if self._token_class_losses and "loss" in logs:
+            logs["token_class_loss"] = round(sum(self._token_class_losses) / len(self._token_class_losses), 4)
+            self._token_class_losses.clear()
+        return super().log(logs, *args, **kwargs)
 
     def _materialise_pixels(self, inputs) -> None:
         """uint8 ``pixel_patches`` from the collator -> float ``pixel_values`` on the device."""
@@ -304,6 +380,7 @@ class SceneParserTrainer(Trainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs.pop("sp_stats", None)
+        inputs.pop("token_classes", None)
         self._materialise_pixels(inputs)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
@@ -336,6 +413,8 @@ __all__ = [
     "RunStats",
     "SIGNATURE_FILE",
     "SceneParserTrainer",
+    "TOKEN_HEAD_FILE",
+    "TokenHeadCheckpointCallback",
     "apply_freezing",
     "find_vision_modules",
     "iter_checkpoints",

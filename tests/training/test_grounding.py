@@ -1,0 +1,91 @@
+"""The auxiliary token-class loss (sceneparser.training.grounding) and its wiring into a stage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sceneparser.training.grounding import BACKGROUND, TokenClassHead, class_vocabulary, token_class_map
+
+
+def test_token_class_map_centres_smallest_box_and_bad_boxes():
+    index = class_vocabulary(["mug", "table", "mug"])
+    assert index == {"mug": 1, "table": 2}
+    objects = [
+        {"name": "table", "bbox": [0, 0, 99, 99]},  # covers the whole 100x100 image
+        {"name": "mug", "bbox": [50, 0, 99, 49]},  # top-right quarter: smaller, wins there
+        {"name": "mug", "bbox": None},  # no box: ignored
+        {"name": "lamp", "bbox": [0, 0, 10, 10]},  # not in the vocabulary: ignored
+        {"name": "mug", "bbox": [9, 9, 1, 1]},  # inverted: ignored
+    ]
+    grid = token_class_map(objects, 100, 100, 2, 2, index)
+    assert grid == [2, 1, 2, 2]  # row-major: (0,0) table, (0,1) mug, (1,0) table, (1,1) table
+    assert token_class_map([], 100, 100, 2, 3, index) == [BACKGROUND] * 6
+    # a box that misses every token centre leaves the background
+    assert token_class_map([{"name": "mug", "bbox": [0, 0, 20, 20]}], 100, 100, 2, 2, index) == [0, 0, 0, 0]
+
+
+def test_head_loss_matches_cross_entropy_of_the_captured_features():
+    import torch
+
+    from sceneparser.model.tiny import build_tiny
+
+    model, processor = build_tiny(seed=0)
+    head = TokenClassHead(model.config.vision_config.out_hidden_size, 3, seed=1)
+    head.attach(model)
+    from PIL import Image
+
+    image = Image.new("RGB", (112, 84), (120, 30, 200))
+    inputs = processor.image_processor([image])
+    with torch.no_grad():
+        feats = model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]).pooler_output
+        labels = torch.arange(feats.shape[0]) % 4
+        got = head.loss(labels)
+    want = torch.nn.functional.cross_entropy(head.linear(feats), labels)
+    assert torch.allclose(got, want)
+    with pytest.raises(RuntimeError):
+        head.loss(labels)  # the captured features are used once
+    head.detach()
+
+
+def test_dataset_emits_one_class_per_image_token(train_tsv, tiny_processor):
+    from sceneparser.training.config import DataSection
+    from sceneparser.training.dataset import build_dataset
+
+    ds = build_dataset(train_tsv, tiny_processor, DataSection(), token_classes=True)
+    assert ds.class_index and min(ds.class_index.values()) == 1
+    sample = ds[0]
+    _, gh, gw = sample["image_grid_thw"][0].tolist()
+    assert sample["token_classes"].shape[0] == (gh // 2) * (gw // 2) == int((sample["mm_token_type_ids"] == 1).sum())
+    assert int(sample["token_classes"].max()) <= len(ds.class_index)
+    plain = build_dataset(train_tsv, tiny_processor, DataSection())
+    assert "token_classes" not in plain[0]
+
+
+@pytest.mark.slow
+def test_stage_with_token_class_loss_trains_saves_a_plain_model_and_resumes(tmp_path, train_tsv, fast_overrides):
+    from sceneparser.model.loading import EXTRA_FILE, load_model_dir, read_extra
+    from sceneparser.training.config import load_config
+    from sceneparser.training.curriculum import resolve_stage
+    from sceneparser.training.stage import train_stage
+    from sceneparser.training.trainer import TOKEN_HEAD_FILE
+
+    overrides = fast_overrides + ["train.token_class_loss_weight=1.0", "runtime.save_steps=2", "train.max_steps=2"]
+    cfg, init = resolve_stage(load_config("tiny", overrides), 1)
+    out = tmp_path / "s1"
+    result = train_stage(cfg, train_tsv, out, init=init, stage=1)
+    assert result.global_step == 2
+    assert (out / "checkpoint-2" / TOKEN_HEAD_FILE).is_file()
+    record = read_extra(out)["training"]["token_class_loss"]
+    assert record["weight"] == 1.0 and record["classes"]
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert any("token_class_loss" in entry for entry in state["log_history"])
+    model, _ = load_model_dir(out)  # a plain Qwen2.5-VL: no head weights in the model
+    assert not any("token" in name and "head" in name for name, _ in model.named_parameters())
+
+    (out / EXTRA_FILE).unlink()  # interrupted after checkpoint-2: resume to step 3 with the head restored
+    cfg3, _ = resolve_stage(load_config("tiny", fast_overrides + ["train.token_class_loss_weight=1.0",
+                                                                   "runtime.save_steps=2", "train.max_steps=3"]), 1)
+    resumed = train_stage(cfg3, train_tsv, out, init=init, stage=1)
+    assert resumed.global_step == 3
