@@ -131,7 +131,8 @@ class SceneParserTrainDataset:
             from sceneparser.training.grounding import class_vocabulary
 
             per_image = self._scan_categories()
-            self.class_index = class_vocabulary(c for names in per_image.values() for c in names)
+            key = self._class_key()
+            self.class_index = class_vocabulary(key(c) for names in per_image.values() for c in names)
             if not self.class_index:
                 raise InputError("no image in the training TSV has a named object: no token classes to learn")
         if self.data.query_mode == "all" or self.data.negative_ratio > 0:
@@ -141,6 +142,14 @@ class SceneParserTrainDataset:
                 self.items = [(i, c) for i, names in sorted(per_image.items()) for c in names]
                 if not self.items:
                     raise InputError("no image in the training TSV has a named object: nothing to train on")
+
+    def _class_key(self):
+        """How an object name becomes its token-class key (normalised when categories are case-insensitive)."""
+        if self.data.case_insensitive_categories:
+            from sceneparser.data.targets import norm
+
+            return norm
+        return lambda name: name
 
     # ---- size and epoch ----------------------------------------------------------------
 
@@ -264,7 +273,8 @@ class SceneParserTrainDataset:
 
             m = image_proc.merge_size
             classes = token_class_map(
-                annotation.get("objects") or [], width, height, grid[1] // m, grid[2] // m, self.class_index
+                annotation.get("objects") or [], width, height, grid[1] // m, grid[2] // m, self.class_index,
+                name_key=self._class_key(),
             )
             sample["token_classes"] = torch.tensor(classes, dtype=torch.long)
         return sample

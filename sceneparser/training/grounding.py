@@ -12,7 +12,7 @@ Off by default (``train.token_class_loss_weight: 0``); the reference has no such
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 BACKGROUND = 0
 
@@ -24,16 +24,19 @@ def token_class_map(
     grid_h: int,
     grid_w: int,
     class_index: Mapping[str, int],
+    name_key: Callable[[Any], Any] | None = None,
 ) -> list[int]:
     """Row-major class ids of a ``grid_h`` x ``grid_w`` token grid over a ``width`` x ``height`` image.
 
     ``objects`` are annotation objects (``name`` and pixel ``bbox`` [x0, y0, x1, y1]); objects
-    without a usable box or with a name missing from ``class_index`` are left out.
+    without a usable box or with a name missing from ``class_index`` are left out. ``name_key``
+    maps a name to its ``class_index`` key (e.g. lower-casing for case-insensitive categories).
     """
     best_area = [float("inf")] * (grid_h * grid_w)
     labels = [BACKGROUND] * (grid_h * grid_w)
     for obj in objects:
-        cls = class_index.get(obj.get("name"))
+        name = obj.get("name")
+        cls = class_index.get(name_key(name) if name_key is not None else name)
         box = obj.get("bbox")
         if cls is None or not isinstance(box, (list, tuple)) or len(box) != 4:
             continue

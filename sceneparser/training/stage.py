@@ -354,6 +354,11 @@ def train_stage(
     model, processor = load_initial_model(cfg, source)
     apply_pixel_limits(processor, cfg.data.min_pixels, cfg.data.max_pixels)
     token_classes = cfg.train.token_class_loss_weight > 0
+    if token_classes and cfg.runtime.deepspeed:
+        raise InputError(
+            "train.token_class_loss_weight needs the plain Trainer (its head lives outside the model); "
+            "it is not supported with DeepSpeed"
+        )
     dataset = build_dataset(
         data_dir, processor, cfg.data, seed=cfg.train.seed, defer_pixels=True, token_classes=token_classes
     )
@@ -416,6 +421,8 @@ def train_stage(
         )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     trainer.save_state()
+    if token_head is not None:
+        token_head.detach()  # the saved model must not keep the training-only hook
 
     # ---- final save ------------------------------------------------------------------------
     stats = trainer.sp_stats.to_dict()

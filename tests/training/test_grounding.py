@@ -22,6 +22,11 @@ def test_token_class_map_centres_smallest_box_and_bad_boxes():
     grid = token_class_map(objects, 100, 100, 2, 2, index)
     assert grid == [2, 1, 2, 2]  # row-major: (0,0) table, (0,1) mug, (1,0) table, (1,1) table
     assert token_class_map([], 100, 100, 2, 3, index) == [BACKGROUND] * 6
+    # case-insensitive categories: names are looked up through the key
+    lower = {"mug": 1}
+    assert token_class_map([{"name": " MUG", "bbox": [0, 0, 99, 99]}], 100, 100, 1, 1, lower) == [0]
+    assert token_class_map([{"name": " MUG", "bbox": [0, 0, 99, 99]}], 100, 100, 1, 1, lower,
+                           name_key=lambda n: n.strip().lower()) == [1]
     # a box that misses every token centre leaves the background
     assert token_class_map([{"name": "mug", "bbox": [0, 0, 20, 20]}], 100, 100, 2, 2, index) == [0, 0, 0, 0]
 
@@ -61,6 +66,20 @@ def test_dataset_emits_one_class_per_image_token(train_tsv, tiny_processor):
     assert int(sample["token_classes"].max()) <= len(ds.class_index)
     plain = build_dataset(train_tsv, tiny_processor, DataSection())
     assert "token_classes" not in plain[0]
+    folded = build_dataset(train_tsv, tiny_processor, DataSection(case_insensitive_categories=True), token_classes=True)
+    assert set(folded.class_index) == {name.lower() for name in ds.class_index}
+
+
+def test_token_class_loss_refuses_deepspeed(tmp_path, train_tsv, fast_overrides):
+    from sceneparser.errors import InputError
+    from sceneparser.training.config import load_config
+    from sceneparser.training.curriculum import resolve_stage
+    from sceneparser.training.stage import train_stage
+
+    overrides = fast_overrides + ["train.token_class_loss_weight=1.0", "runtime.deepspeed=zero2"]
+    cfg, init = resolve_stage(load_config("tiny", overrides), 1)
+    with pytest.raises(InputError, match="DeepSpeed"):
+        train_stage(cfg, train_tsv, tmp_path / "s1", init=init, stage=1)
 
 
 @pytest.mark.slow
