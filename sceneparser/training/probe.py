@@ -28,7 +28,8 @@ def coordinate_roles(ids: Sequence[int], labels: Sequence[int], first_coord_id: 
     """``[(position, role)]`` of the supervised coordinate tokens of one sample (labels unshifted).
 
     The role comes from the text just before the run of coordinates the token belongs to:
-    ``"point"`` after ``point``, ``part_box`` inside a part (after ``part_name``), else an object box.
+    ``point`` right after a ``"point"`` key, ``part_box`` inside a JSON object that has a
+    ``"part_name"``, else an object box (its first coordinate is ``object_x1``).
     """
     out = []
     last = first_coord_id + num_bins
@@ -43,11 +44,11 @@ def coordinate_roles(ids: Sequence[int], labels: Sequence[int], first_coord_id: 
             run += 1
             continue
         if run == 0:
-            context = tokenizer.decode([int(t) for t in ids[max(0, pos - 24) : pos]])
-            tail = context[-40:]
-            if "point" in tail[-12:]:
+            context = tokenizer.decode([int(t) for t in ids[max(0, pos - 64) : pos]])
+            current = context[context.rfind("{") :]  # the JSON object this run of coordinates belongs to
+            if '"point"' in context[-16:]:
                 kind = "point"
-            elif "part_name" in tail:
+            elif '"part_name"' in current:
                 kind = "part_box"
             else:
                 kind = "object"

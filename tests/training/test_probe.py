@@ -47,6 +47,23 @@ def test_roles_follow_the_target_structure(model_and_data):
     assert checked > 0
 
 
+def test_roles_with_long_part_names(model_and_data):
+    _, processor, _ = model_and_data
+    tok = processor.tokenizer
+    first = tok.convert_tokens_to_ids("<0>")
+    box = "<1><2><3><4>"
+    text = (
+        '{"objects": [{"name": "kitchen cabinet", "bbox": "' + box + '", "parts": [{"part_name": '
+        '"__placeholder_part__ of the left front door", "bbox": "' + box + '", "affordances": [{"action": '
+        '"pull", "point": "<5><6>"}]}]}, {"name": "mug", "bbox": "' + box + '", "parts": []}]}'
+    )
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    kinds = [role for _, role in coordinate_roles(ids, ids, first, tok)]
+    assert kinds == ["object_x1"] + ["object_box"] * 3 + ["part_box"] * 4 + ["point"] * 2 + ["object_x1"] + [
+        "object_box"
+    ] * 3
+
+
 def test_a_model_blind_to_the_image_has_no_gap_and_a_random_one_has(model_and_data):
     import torch
 
