@@ -44,6 +44,9 @@ def main(argv=None) -> int:
                    help="add A*(u*d1 + 4*(u^2 - 1/12)*d2) to the rows of <k> (u = k/999 - 0.5): a linear and a "
                    "quadratic direction, so a peak at any bin is a linear readout")
     p.add_argument("--token-class-weight", type=float, default=0.0, help="the auxiliary token-class loss")
+    p.add_argument("--token-box-weight", type=float, default=0.0,
+                   help="the auxiliary token-box loss (L1 of the box under every image token)")
+    p.add_argument("--constant-lr", action="store_true", help="no cosine decay after the warm-up")
     p.add_argument("--save", default=None, help="write a model directory here at the end")
     a = p.parse_args(argv)
 
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)
     model, proc = load_initial_model(cfg, "tiny")
     apply_pixel_limits(proc, cfg.data.min_pixels, cfg.data.max_pixels)
-    aux = a.token_class_weight > 0
+    aux = a.token_class_weight > 0 or a.token_box_weight > 0
     ds = build_dataset(a.train_tsv, proc, cfg.data, seed=42, defer_pixels=True, token_classes=aux)
     heldout = build_dataset(a.heldout_tsv, proc, cfg.data.model_copy(update={"scene_prompt_ratio": 0.0}),
                             seed=7, defer_pixels=True)
@@ -71,13 +74,10 @@ def main(argv=None) -> int:
     c0, c999 = tok.convert_tokens_to_ids("<0>"), tok.convert_tokens_to_ids("<999>")
     if c999 - c0 != 999:
         sys.exit("the tokenizer's coordinate tokens are not consecutive")
-    if a.poly_rows > 0:
-        emb = model.get_input_embeddings().weight
-        gen = torch.Generator().manual_seed(123)
-        d = torch.linalg.qr(torch.randn(emb.shape[1], 2, generator=gen))[0].T
-        u = torch.arange(1000, dtype=torch.float32)[:, None] / 999 - 0.5
-        with torch.no_grad():
-            emb[c0 : c999 + 1] += a.poly_rows * (u * d[0] + 4 * (u**2 - 1 / 12) * d[1])
+    if a.poly_rows > 0:  # the same rows as model.tiny.coord_embedding_poly, on top of the preset's
+        from sceneparser.model.tiny import polynomial_coord_rows
+
+        polynomial_coord_rows(model, tok, a.poly_rows)
     if a.freeze_vision:
         for name, param in model.named_parameters():
             if "visual" in name:
@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     if aux:
         from sceneparser.training.grounding import TokenClassHead
 
-        head = TokenClassHead(model.config.vision_config.out_hidden_size, len(ds.class_index), seed=a.seed)
+        head = TokenClassHead(model.config.vision_config.out_hidden_size, len(ds.class_index), seed=a.seed,
+                              boxes=a.token_box_weight > 0)
         head.attach(model)
         groups.append({"params": list(head.parameters()), "lr": a.lr, "weight_decay": 0.0})
     for g in groups:
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW(groups, lr=a.lr)
 
     def to_model(batch):
-        out = {k: v for k, v in batch.items() if k not in ("sp_stats", "pixel_patches", "token_classes")}
+        out = {k: v for k, v in batch.items() if k not in ("sp_stats", "pixel_patches", "token_classes", "token_boxes")}
         out["pixel_values"] = materialise(ip, batch["pixel_patches"], batch["image_grid_thw"])
         return out
 
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
         shuf = [coord_losses(b, True) for b in eval_batches]
         model.train()
         if head is not None:
-            head._captured = None
+            head.clear()
         mean = lambda xs, k: sum(x[k] for x in xs) / len(xs)  # noqa: E731
         return {"all": mean(real, 0), "coord": mean(real, 1), "coord_shuf": mean(shuf, 1),
                 "first": mean(real, 2), "first_shuf": mean(shuf, 2)}
@@ -137,10 +138,12 @@ def main(argv=None) -> int:
         single = [i for i in range(len(ds)) if len(ds.reader.read(i).annotation.get("objects") or []) == 1]
     log = open(a.out, "w", encoding="utf-8")
     model.train()
-    started, running = time.time(), 0.0
+    started, running, box_running = time.time(), 0.0, 0.0
     warm = max(1, int(0.03 * a.steps))
     for step in range(1, a.steps + 1):
         f = step / warm if step <= warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, a.steps - warm)))
+        if a.constant_lr and step > warm:
+            f = 1.0
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * f
         pool = single if step <= a.warmup_single and single else None
@@ -160,7 +163,11 @@ def main(argv=None) -> int:
         mask = (tgt != -100).float()
         loss = (nll * mask).sum() / mask.sum()
         if head is not None:
-            loss = loss + a.token_class_weight * head.loss(raw["token_classes"])
+            cls_loss, box_loss = head.losses(raw["token_classes"], raw["token_boxes"] if a.token_box_weight > 0 else None)
+            loss = loss + a.token_class_weight * cls_loss
+            if box_loss is not None:
+                loss = loss + a.token_box_weight * box_loss
+                box_running = box_loss.item() if step == 1 else 0.95 * box_running + 0.05 * box_loss.item()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -168,7 +175,7 @@ def main(argv=None) -> int:
         running = loss.item() if step == 1 else 0.95 * running + 0.05 * loss.item()
         if step % a.eval_every == 0 or step == a.steps:
             row = evaluate()
-            row.update(step=step, train=running, seconds=round(time.time() - started))
+            row.update(step=step, train=running, box=box_running, seconds=round(time.time() - started))
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
             log.flush()

@@ -36,6 +36,9 @@ TINY_DEFAULTS: dict[str, Any] = {
     # None: random rows (the default); "sinusoidal": the rows of <0>..<999> (tied input/output
     # embedding) start as sin/cos features of the bin, so neighbouring bins start close (issue 8)
     "coord_embedding_init": None,
+    # > 0: add a linear and a quadratic direction of this amplitude to the rows of <0>..<999>
+    # (polynomial_coord_rows), so a logit peak at any bin is a linear readout of one scalar (issue 8)
+    "coord_embedding_poly": 0.0,
 }
 
 
@@ -50,6 +53,8 @@ def tiny_config(tokenizer, **overrides):
     o.update(overrides)
     if o["coord_embedding_init"] not in (None, "sinusoidal"):
         raise ValueError("coord_embedding_init must be None or 'sinusoidal'")
+    if not 0.0 <= float(o["coord_embedding_poly"]) < 100.0:
+        raise ValueError("coord_embedding_poly must be in [0, 100)")
     if o["in_channels"] not in (3, 5):
         raise ValueError("in_channels must be 3 (RGB) or 5 (RGB + CoordConv x/y)")
     tid = tokenizer.convert_tokens_to_ids
@@ -115,6 +120,8 @@ def build_tiny(seed: int = 0, **overrides):
         torch.random.set_rng_state(rng_state)  # leave the caller's RNG as it was
     if o["coord_embedding_init"] == "sinusoidal":
         sinusoidal_coord_rows(model, tokenizer)
+    if o["coord_embedding_poly"]:
+        polynomial_coord_rows(model, tokenizer, float(o["coord_embedding_poly"]))
     model.eval()
     image_processor = ImageProcessor(
         min_pixels=o["min_pixels"], max_pixels=o["max_pixels"], coord_channels=o["in_channels"] == 5
@@ -152,4 +159,25 @@ def sinusoidal_coord_rows(model, tokenizer, num_bins: int = 1000, scale: float |
         emb[torch.tensor(ids)] = (rows * scale).to(emb.dtype)
 
 
-__all__ = ["TINY_DEFAULTS", "build_tiny", "sinusoidal_coord_rows", "tiny_config"]
+def polynomial_coord_rows(model, tokenizer, amplitude: float, num_bins: int = 1000, seed: int = 123) -> None:
+    """Add ``amplitude * (u * d1 + 4 * (u**2 - 1/12) * d2)`` to the rows of ``<0>``..``<num_bins-1>``.
+
+    ``u = k / (num_bins - 1) - 0.5`` and ``d1``, ``d2`` are two orthonormal random directions
+    (from ``seed``). A hidden state ``s * (x * d1 - d2 / 8)`` scores bin ``k`` as
+    ``amplitude * s * (x u - u^2 / 2) + const``, which peaks at ``u = x``: a peak anywhere on the
+    axis is a *linear* function of one scalar, the shape of readout a small model finds fastest
+    (docs/default_model.md, probe N). With tied embeddings this shapes both the
+    coordinate inputs and the coordinate logits.
+    """
+    import torch
+
+    emb = model.get_input_embeddings().weight
+    ids = torch.tensor(tokenizer.convert_tokens_to_ids([f"<{k}>" for k in range(num_bins)]))
+    gen = torch.Generator().manual_seed(seed)
+    d = torch.linalg.qr(torch.randn(emb.shape[1], 2, generator=gen))[0].T
+    u = torch.arange(num_bins, dtype=torch.float32)[:, None] / (num_bins - 1) - 0.5
+    with torch.no_grad():
+        emb[ids] += (amplitude * (u * d[0] + 4 * (u**2 - 1 / 12) * d[1])).to(emb.dtype)
+
+
+__all__ = ["TINY_DEFAULTS", "build_tiny", "polynomial_coord_rows", "sinusoidal_coord_rows", "tiny_config"]

@@ -72,6 +72,8 @@ class SceneParserCollator:
             batch["pixel_values"] = self._pixels(samples)
         if all("token_classes" in s for s in samples):  # the auxiliary grounding targets, in token order
             batch["token_classes"] = torch.cat([s["token_classes"] for s in samples], dim=0)
+        if all("token_boxes" in s for s in samples):
+            batch["token_boxes"] = torch.cat([s["token_boxes"] for s in samples], dim=0)
         skipped: Counter[str] = Counter()
         epochs: set[int] = set()
         for s in samples:

@@ -135,6 +135,12 @@ class TrainSection(_Strict):
         description="weight of the auxiliary token-class loss (a linear head on the merger output predicts the "
         "class under every image token; sceneparser.training.grounding). 0: off, as the reference",
     )
+    token_box_loss_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the auxiliary token-box loss (a linear head on the merger output regresses the box "
+        "of the object under every image token, L1 on image fractions; sceneparser.training.grounding). 0: off",
+    )
     tune_vision: bool = Field(True, description="train the vision tower (without the merger)")
     tune_merger: bool = Field(True, description="train the vision-language merger")
     tune_llm: bool = Field(True, description="train the language model, embeddings and lm_head")

@@ -17,28 +17,22 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 BACKGROUND = 0
 
 
-def token_class_map(
-    objects: Iterable[Mapping[str, Any]],
-    width: int,
-    height: int,
-    grid_h: int,
-    grid_w: int,
-    class_index: Mapping[str, int],
-    name_key: Callable[[Any], Any] | None = None,
-) -> list[int]:
-    """Row-major class ids of a ``grid_h`` x ``grid_w`` token grid over a ``width`` x ``height`` image.
+def _covering_objects(
+    objects: Iterable[Mapping[str, Any]], width: int, height: int, grid_h: int, grid_w: int,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> list[tuple[Mapping[str, Any], tuple[float, float, float, float]] | None]:
+    """Row-major, for every token of the grid: the object whose box covers the token centre, or None.
 
-    ``objects`` are annotation objects (``name`` and pixel ``bbox`` [x0, y0, x1, y1]); objects
-    without a usable box or with a name missing from ``class_index`` are left out. ``name_key``
-    maps a name to its ``class_index`` key (e.g. lower-casing for case-insensitive categories).
+    Where boxes overlap the smallest box wins. Objects without a usable pixel box
+    ``[x0, y0, x1, y1]`` (or refused by ``keep``) are left out.
     """
     best_area = [float("inf")] * (grid_h * grid_w)
-    labels = [BACKGROUND] * (grid_h * grid_w)
+    cover: list[tuple[Mapping[str, Any], tuple[float, float, float, float]] | None] = [None] * (grid_h * grid_w)
     for obj in objects:
-        name = obj.get("name")
-        cls = class_index.get(name_key(name) if name_key is not None else name)
+        if keep is not None and not keep(obj):
+            continue
         box = obj.get("bbox")
-        if cls is None or not isinstance(box, (list, tuple)) or len(box) != 4:
+        if not isinstance(box, (list, tuple)) or len(box) != 4:
             continue
         try:
             x0, y0, x1, y1 = (float(v) for v in box)
@@ -56,8 +50,58 @@ def token_class_map(
                 k = r * grid_w + c
                 if x0 <= cx <= x1 and area < best_area[k]:
                     best_area[k] = area
-                    labels[k] = cls
-    return labels
+                    cover[k] = (obj, (x0, y0, x1, y1))
+    return cover
+
+
+def token_class_map(
+    objects: Iterable[Mapping[str, Any]],
+    width: int,
+    height: int,
+    grid_h: int,
+    grid_w: int,
+    class_index: Mapping[str, int],
+    name_key: Callable[[Any], Any] | None = None,
+) -> list[int]:
+    """Row-major class ids of a ``grid_h`` x ``grid_w`` token grid over a ``width`` x ``height`` image.
+
+    ``objects`` are annotation objects (``name`` and pixel ``bbox`` [x0, y0, x1, y1]); objects
+    without a usable box or with a name missing from ``class_index`` are left out. ``name_key``
+    maps a name to its ``class_index`` key (e.g. lower-casing for case-insensitive categories).
+    """
+
+    def cls(obj):
+        name = obj.get("name")
+        return class_index.get(name_key(name) if name_key is not None else name)
+
+    cover = _covering_objects(objects, width, height, grid_h, grid_w, keep=lambda o: cls(o) is not None)
+    return [BACKGROUND if c is None else cls(c[0]) for c in cover]
+
+
+#: the ``token_box_map`` entry of a token that no object covers (masked out of the box loss)
+NO_BOX = (-1.0, -1.0, -1.0, -1.0)
+
+
+def token_box_map(
+    objects: Iterable[Mapping[str, Any]], width: int, height: int, grid_h: int, grid_w: int
+) -> list[tuple[float, float, float, float]]:
+    """Row-major, for every token: the box of the object covering its centre, as fractions of the image.
+
+    The same covering rule as :func:`token_class_map` (the smallest box wins), so every token of
+    an object carries that object's whole box ``(x0/W, y0/H, x1/W, y1/H)`` -- the dense, FCOS-style
+    target that lets the language model read a box off *any* token of the object it attends to.
+    Background tokens get :data:`NO_BOX`.
+    """
+    cover = _covering_objects(objects, width, height, grid_h, grid_w)
+    out = []
+    for c in cover:
+        if c is None:
+            out.append(NO_BOX)
+            continue
+        x0, y0, x1, y1 = c[1]
+        out.append((min(1.0, max(0.0, x0 / width)), min(1.0, max(0.0, y0 / height)),
+                    min(1.0, max(0.0, x1 / width)), min(1.0, max(0.0, y1 / height))))
+    return out
 
 
 def class_vocabulary(names: Iterable[str]) -> dict[str, int]:
@@ -66,14 +110,16 @@ def class_vocabulary(names: Iterable[str]) -> dict[str, int]:
 
 
 class TokenClassHead:
-    """The linear head and the hook that captures the merger output of each forward pass.
+    """The linear heads and the hook that capture the merger output of each forward pass.
 
     ``attach(model)`` hooks the vision tower; after a forward, ``loss(labels)`` is the mean
     cross-entropy of the captured image tokens against ``labels`` (one id per merged token,
-    in the order the model consumes them).
+    in the order the model consumes them). With ``boxes=True`` a second linear head regresses the
+    box of the object under every token (:func:`token_box_map`), and ``losses(labels, boxes)``
+    returns both losses from the same captured features.
     """
 
-    def __init__(self, hidden_size: int, num_classes: int, seed: int = 0):
+    def __init__(self, hidden_size: int, num_classes: int, seed: int = 0, boxes: bool = False):
         import torch
         from torch import nn
 
@@ -81,13 +127,23 @@ class TokenClassHead:
         try:
             torch.manual_seed(seed)
             self.linear = nn.Linear(hidden_size, num_classes + 1)
+            self.box = nn.Linear(hidden_size, 4) if boxes else None
         finally:
             torch.random.set_rng_state(state)
         self._captured = None
         self._handle = None
 
     def parameters(self):
-        return self.linear.parameters()
+        params = list(self.linear.parameters())
+        if self.box is not None:
+            params += list(self.box.parameters())
+        return params
+
+    def to(self, device) -> "TokenClassHead":
+        self.linear.to(device)
+        if self.box is not None:
+            self.box.to(device)
+        return self
 
     def attach(self, model) -> None:
         from sceneparser.training.trainer import find_vision_modules
@@ -106,7 +162,17 @@ class TokenClassHead:
         merged = getattr(output, "pooler_output", None)
         self._captured = merged if merged is not None else (output[0] if isinstance(output, (tuple, list)) else output)
 
-    def loss(self, labels: Sequence[int] | Any):
+    def clear(self) -> None:
+        """Forget the captured features (after a forward whose loss is not wanted, e.g. evaluation)."""
+        self._captured = None
+
+    def losses(self, labels: Sequence[int] | Any, boxes: Any = None):
+        """``(class_loss, box_loss)`` of the last forward; ``box_loss`` is None without ``boxes``.
+
+        ``boxes``: ``(tokens, 4)`` fractions of the image, :data:`NO_BOX` rows for the background.
+        The box loss is the mean L1 error over the covered tokens' four coordinates (0 when no
+        token of the batch is covered).
+        """
         import torch
 
         features, self._captured = self._captured, None
@@ -115,15 +181,38 @@ class TokenClassHead:
         labels = torch.as_tensor(labels, device=features.device)
         if features.shape[0] != labels.shape[0]:
             raise ValueError(f"{features.shape[0]} image tokens but {labels.shape[0]} token-class labels")
-        self.linear.to(features.device)
-        logits = self.linear(features.to(self.linear.weight.dtype))
-        return torch.nn.functional.cross_entropy(logits.float(), labels)
+        self.to(features.device)
+        feats = features.to(self.linear.weight.dtype)
+        class_loss = torch.nn.functional.cross_entropy(self.linear(feats).float(), labels)
+        if boxes is None:
+            return class_loss, None
+        if self.box is None:
+            raise ValueError("box targets were given but the head was built without boxes=True")
+        boxes = torch.as_tensor(boxes, device=features.device, dtype=torch.float32)
+        if boxes.shape != (features.shape[0], 4):
+            raise ValueError(f"{features.shape[0]} image tokens but token boxes of shape {tuple(boxes.shape)}")
+        covered = boxes[:, 0] >= 0
+        if not bool(covered.any()):
+            return class_loss, feats.sum() * 0.0
+        pred = self.box(feats[covered]).float()
+        return class_loss, (pred - boxes[covered]).abs().mean()
+
+    def loss(self, labels: Sequence[int] | Any):
+        return self.losses(labels)[0]
 
     def state_dict(self) -> dict:
-        return self.linear.state_dict()
+        state = dict(self.linear.state_dict())
+        if self.box is not None:
+            state.update({f"box.{k}": v for k, v in self.box.state_dict().items()})
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.linear.load_state_dict(state)
+        box_state = {k[4:]: v for k, v in state.items() if k.startswith("box.")}
+        self.linear.load_state_dict({k: v for k, v in state.items() if not k.startswith("box.")})
+        if self.box is not None:
+            self.box.load_state_dict(box_state)
+        elif box_state:
+            raise ValueError("the saved token head has a box head, this one has none")
 
 
-__all__ = ["BACKGROUND", "TokenClassHead", "class_vocabulary", "token_class_map"]
+__all__ = ["BACKGROUND", "NO_BOX", "TokenClassHead", "class_vocabulary", "token_box_map", "token_class_map"]

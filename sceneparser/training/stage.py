@@ -353,11 +353,12 @@ def train_stage(
     _configure_threads(cfg, on_cpu)
     model, processor = load_initial_model(cfg, source)
     apply_pixel_limits(processor, cfg.data.min_pixels, cfg.data.max_pixels)
-    token_classes = cfg.train.token_class_loss_weight > 0
+    token_boxes = cfg.train.token_box_loss_weight > 0
+    token_classes = cfg.train.token_class_loss_weight > 0 or token_boxes
     if token_classes and cfg.runtime.deepspeed:
         raise InputError(
-            "train.token_class_loss_weight needs the plain Trainer (its head lives outside the model); "
-            "it is not supported with DeepSpeed"
+            "train.token_class_loss_weight / token_box_loss_weight need the plain Trainer (the auxiliary head "
+            "lives outside the model); they are not supported with DeepSpeed"
         )
     dataset = build_dataset(
         data_dir, processor, cfg.data, seed=cfg.train.seed, defer_pixels=True, token_classes=token_classes
@@ -384,7 +385,7 @@ def train_stage(
         raise InputError("nothing to train: tune_vision, tune_merger and tune_llm are all false (and no LoRA)")
     layout = ";".join(f"{g['name']}:{len(g['params'])}" for g in groups)
     if token_classes:  # the optimizer holds the auxiliary head too
-        layout += f";token_head:{len(dataset.class_index)}"
+        layout += f";token_head:{len(dataset.class_index)}" + (":boxes" if token_boxes else "")
     signature = model_signature(model) + "-" + __import__("hashlib").sha256(layout.encode()).hexdigest()[:8]
 
     args = training_arguments(cfg, output_dir, on_cpu)
@@ -395,7 +396,9 @@ def train_stage(
     if token_classes:
         from sceneparser.training.grounding import TokenClassHead
 
-        token_head = TokenClassHead(model.config.vision_config.out_hidden_size, len(dataset.class_index), seed=t.seed)
+        token_head = TokenClassHead(
+            model.config.vision_config.out_hidden_size, len(dataset.class_index), seed=t.seed, boxes=token_boxes
+        )
         token_head.attach(model)
         callbacks.append(TokenHeadCheckpointCallback(token_head))
     trainer = SceneParserTrainer(
@@ -446,7 +449,9 @@ def train_stage(
         "lora": lora_summary(cfg.lora),
         "lora_save": cfg.lora.save if cfg.lora.enabled else None,
         "token_class_loss": (
-            {"weight": t.token_class_loss_weight, "classes": dataset.class_index} if token_classes else None
+            {"weight": t.token_class_loss_weight, "box_weight": t.token_box_loss_weight, "classes": dataset.class_index}
+            if token_classes
+            else None
         ),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -276,8 +276,9 @@ class SceneParserTrainer(Trainer):
         #: sceneparser.training.grounding.TokenClassHead when train.token_class_loss_weight > 0
         self.sp_token_head = sp_token_head
         self._token_class_losses: list[float] = []
+        self._token_box_losses: list[float] = []
         if sp_token_head is not None:
-            sp_token_head.linear.to(self.args.device)
+            sp_token_head.to(self.args.device)
             _average_gradients_across_ranks(sp_token_head.parameters())
         global_tokens = self.sp_train.loss_normalisation == "global_tokens"
         # micro_batch: the model's own per-micro-batch mean, which the Trainer divides by the
@@ -345,15 +346,21 @@ class SceneParserTrainer(Trainer):
         if stats is not None and model.training:
             self.sp_stats.update(stats)
         token_classes = inputs.pop("token_classes", None)
+        token_boxes = inputs.pop("token_boxes", None)
         self._materialise_pixels(inputs)
         result = super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
         if self.sp_token_head is None or token_classes is None:
             return result
-        aux = self.sp_token_head.loss(token_classes)
-        self._token_class_losses.append(float(aux.detach()))
-        weight = self.sp_train.token_class_loss_weight
+        box_weight = self.sp_train.token_box_loss_weight
+        class_loss, box_loss = self.sp_token_head.losses(token_classes, token_boxes if box_weight > 0 else None)
+        self._token_class_losses.append(float(class_loss.detach()))
+        aux = self.sp_train.token_class_loss_weight * class_loss
+        if box_loss is not None:
+            self._token_box_losses.append(float(box_loss.detach()))
+            aux = aux + box_weight * box_loss
+        weight = 1.0
         if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
             weight = weight / max(1, self.args.gradient_accumulation_steps)  # the LM loss is already scaled for GA
         if return_outputs:
@@ -365,6 +372,9 @@ class SceneParserTrainer(Trainer):
         if self._token_class_losses and "loss" in logs:
             logs["token_class_loss"] = round(sum(self._token_class_losses) / len(self._token_class_losses), 4)
             self._token_class_losses.clear()
+        if self._token_box_losses and "loss" in logs:
+            logs["token_box_loss"] = round(sum(self._token_box_losses) / len(self._token_box_losses), 4)
+            self._token_box_losses.clear()
         return super().log(logs, *args, **kwargs)
 
     def _materialise_pixels(self, inputs) -> None:
@@ -381,6 +391,7 @@ class SceneParserTrainer(Trainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs.pop("sp_stats", None)
         inputs.pop("token_classes", None)
+        inputs.pop("token_boxes", None)
         self._materialise_pixels(inputs)
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from sceneparser.training.grounding import BACKGROUND, TokenClassHead, class_vocabulary, token_class_map
+from sceneparser.training.grounding import (
+    BACKGROUND,
+    NO_BOX,
+    TokenClassHead,
+    class_vocabulary,
+    token_box_map,
+    token_class_map,
+)
 
 
 def test_token_class_map_centres_smallest_box_and_bad_boxes():
@@ -29,6 +36,68 @@ def test_token_class_map_centres_smallest_box_and_bad_boxes():
                            name_key=lambda n: n.strip().lower()) == [1]
     # a box that misses every token centre leaves the background
     assert token_class_map([{"name": "mug", "bbox": [0, 0, 20, 20]}], 100, 100, 2, 2, index) == [0, 0, 0, 0]
+
+
+def test_token_box_map_gives_every_covered_token_its_whole_object_box():
+    objects = [
+        {"name": "table", "bbox": [0, 0, 99, 99]},
+        {"name": "mug", "bbox": [50, 0, 99, 99]},  # smaller: wins the top-right token
+        {"name": "mug", "bbox": "bad"},
+        {"name": "mug", "bbox": [9, 9, 1, 1]},
+    ]
+    grid = token_box_map(objects, 100, 200, 2, 2)  # the image is 100 wide, 200 high
+    assert grid[1] == (0.5, 0.0, 0.99, 0.495)
+    assert grid[0] == (0.0, 0.0, 0.99, 0.495)
+    assert grid[2] == grid[3] == NO_BOX  # the bottom row's centres (y = 150) lie below every box
+    # the covering rule is the class map's: the same object wins each token
+    index = class_vocabulary(["mug", "table"])
+    assert token_class_map(objects, 100, 200, 2, 2, index) == [2, 1, BACKGROUND, BACKGROUND]
+    assert token_box_map([], 100, 100, 1, 2) == [NO_BOX, NO_BOX]
+    # boxes past the image edge are clamped to [0, 1]
+    assert token_box_map([{"name": "x", "bbox": [-10, -10, 150, 150]}], 100, 100, 1, 1) == [(0.0, 0.0, 1.0, 1.0)]
+
+
+def test_head_box_loss_is_l1_over_covered_tokens_and_round_trips():
+    import torch
+
+    from sceneparser.model.tiny import build_tiny
+
+    model, processor = build_tiny(seed=0)
+    hidden = model.config.vision_config.out_hidden_size
+    head = TokenClassHead(hidden, 3, seed=1, boxes=True)
+    head.attach(model)
+    from PIL import Image
+
+    inputs = processor.image_processor([Image.new("RGB", (112, 84), (120, 30, 200))])
+    with torch.no_grad():
+        feats = model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]).pooler_output
+        n = feats.shape[0]
+        labels = torch.zeros(n, dtype=torch.long)
+        boxes = torch.tensor([NO_BOX] * n)
+        boxes[1] = torch.tensor([0.1, 0.2, 0.5, 0.9])
+        cls, box = head.losses(labels, boxes)
+    want = (head.box(feats[1:2]) - boxes[1:2]).abs().mean()
+    assert torch.allclose(box, want)
+    assert torch.allclose(cls, torch.nn.functional.cross_entropy(head.linear(feats), labels))
+    # no covered token: a zero box loss that still backpropagates
+    with torch.no_grad():
+        model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
+    assert head.losses(labels, torch.tensor([NO_BOX] * n))[1].item() == 0.0
+    with torch.no_grad():
+        model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
+    with pytest.raises(ValueError, match="token boxes"):
+        head.losses(labels, torch.zeros(n + 1, 4))
+    head.detach()
+    # the box head is saved with the class head and restored from it
+    other = TokenClassHead(hidden, 3, seed=7, boxes=True)
+    other.load_state_dict(head.state_dict())
+    assert torch.equal(other.box.weight, head.box.weight) and torch.equal(other.linear.weight, head.linear.weight)
+    with pytest.raises(ValueError, match="box head"):
+        TokenClassHead(hidden, 3).load_state_dict(head.state_dict())
+    with pytest.raises(ValueError, match="boxes=True"):
+        plain = TokenClassHead(hidden, 3)
+        plain._captured = feats
+        plain.losses(labels, boxes)
 
 
 def test_head_loss_matches_cross_entropy_of_the_captured_features():
@@ -55,6 +124,8 @@ def test_head_loss_matches_cross_entropy_of_the_captured_features():
 
 
 def test_dataset_emits_one_class_per_image_token(train_tsv, tiny_processor):
+    import torch
+
     from sceneparser.training.config import DataSection
     from sceneparser.training.dataset import build_dataset
 
@@ -64,6 +135,12 @@ def test_dataset_emits_one_class_per_image_token(train_tsv, tiny_processor):
     _, gh, gw = sample["image_grid_thw"][0].tolist()
     assert sample["token_classes"].shape[0] == (gh // 2) * (gw // 2) == int((sample["mm_token_type_ids"] == 1).sum())
     assert int(sample["token_classes"].max()) <= len(ds.class_index)
+    boxes = sample["token_boxes"]
+    assert boxes.shape == (sample["token_classes"].shape[0], 4)
+    covered = boxes[:, 0] >= 0
+    assert torch.equal(covered, sample["token_classes"] != BACKGROUND)  # the same covering rule
+    assert bool(((boxes[covered] >= 0) & (boxes[covered] <= 1)).all())
+    assert bool((boxes[covered][:, 2] >= boxes[covered][:, 0]).all())
     plain = build_dataset(train_tsv, tiny_processor, DataSection())
     assert "token_classes" not in plain[0]
     folded = build_dataset(train_tsv, tiny_processor, DataSection(case_insensitive_categories=True), token_classes=True)
@@ -90,21 +167,21 @@ def test_stage_with_token_class_loss_trains_saves_a_plain_model_and_resumes(tmp_
     from sceneparser.training.stage import train_stage
     from sceneparser.training.trainer import TOKEN_HEAD_FILE
 
-    overrides = fast_overrides + ["train.token_class_loss_weight=1.0", "runtime.save_steps=2", "train.max_steps=2"]
+    aux = ["train.token_class_loss_weight=1.0", "train.token_box_loss_weight=2.0"]
+    overrides = fast_overrides + aux + ["runtime.save_steps=2", "train.max_steps=2"]
     cfg, init = resolve_stage(load_config("tiny", overrides), 1)
     out = tmp_path / "s1"
     result = train_stage(cfg, train_tsv, out, init=init, stage=1)
     assert result.global_step == 2
     assert (out / "checkpoint-2" / TOKEN_HEAD_FILE).is_file()
     record = read_extra(out)["training"]["token_class_loss"]
-    assert record["weight"] == 1.0 and record["classes"]
+    assert record["weight"] == 1.0 and record["box_weight"] == 2.0 and record["classes"]
     state = json.loads((out / "trainer_state.json").read_text())
-    assert any("token_class_loss" in entry for entry in state["log_history"])
+    assert any("token_class_loss" in entry and "token_box_loss" in entry for entry in state["log_history"])
     model, _ = load_model_dir(out)  # a plain Qwen2.5-VL: no head weights in the model
     assert not any("token" in name and "head" in name for name, _ in model.named_parameters())
 
     (out / EXTRA_FILE).unlink()  # interrupted after checkpoint-2: resume to step 3 with the head restored
-    cfg3, _ = resolve_stage(load_config("tiny", fast_overrides + ["train.token_class_loss_weight=1.0",
-                                                                   "runtime.save_steps=2", "train.max_steps=3"]), 1)
+    cfg3, _ = resolve_stage(load_config("tiny", fast_overrides + aux + ["runtime.save_steps=2", "train.max_steps=3"]), 1)
     resumed = train_stage(cfg3, train_tsv, out, init=init, stage=1)
     assert resumed.global_step == 3
