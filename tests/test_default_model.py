@@ -88,3 +88,22 @@ def test_from_pretrained_without_a_path_uses_the_default_model():
     assert result.status in ("ok", "repaired")
     names = [o.name for o in result.hierarchy.objects]
     assert names and set(names) == {"mug"}
+
+
+def test_cli_parse_and_eval_use_the_default_model_at_its_own_pixel_range(heldout, tmp_path, capsys):
+    from PIL import Image
+
+    from sceneparser.cli import main
+    from sceneparser.evaluation.manifest import read_manifest
+
+    out = tmp_path / "parse.json"
+    assert main(["parse", str(EXAMPLE_IMAGE), "-q", "mug", "--out", str(out), "--viz", str(tmp_path / "p.png")]) == 0
+    row = json.loads(out.read_text())
+    assert row["query"] == "mug" and [o["name"] for o in row["objects"]] == ["mug"]
+    assert Image.open(tmp_path / "p.png").size[0] >= 640
+    rc = main(["eval", "--data", str(heldout / "val.jsonl"), "--image-root", str(heldout), "--out",
+               str(tmp_path / "eval"), "--limit", "2", "--max-new-tokens", "512", "--no-progress"])
+    assert rc == 0
+    settings = read_manifest(tmp_path / "eval")["settings"]
+    assert (settings["min_pixels"], settings["max_pixels"]) == _pixel_range()
+    assert "L1" in capsys.readouterr().out

@@ -10,7 +10,8 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model directory (or hub id) to evaluate")
+    p.add_argument("--model", default=None,
+                   help="model directory (or hub id) to evaluate (default: the shipped default model)")
     p.add_argument("--data", required=True, help="benchmark val JSONL (one image per line)")
     p.add_argument("--out", required=True, help="output directory (answer.jsonl, eval_results_*.json, final_metrics.json)")
     p.add_argument("--image-root", default=None,
@@ -37,19 +38,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'Return a single JSON object only.\\n' is prepended. Default: the reference driver's")
     p.add_argument("--device", default=None, help="torch device (default: CUDA if available, else CPU; cuda:LOCAL_RANK under torchrun)")
     p.add_argument("--dtype", default=None, help="model dtype, e.g. bfloat16 or float32 (default: the backend's)")
-    p.add_argument("--min-pixels", type=int, default=12544, help="smart_resize lower bound (default 12544)")
-    p.add_argument("--max-pixels", type=int, default=2007040, help="smart_resize upper bound (default 2007040)")
+    p.add_argument("--min-pixels", type=int, default=None,
+                   help="smart_resize lower bound (default: 12544, the reference's; the shipped default model's own "
+                        "setting when --model is left out)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="smart_resize upper bound (default: 2007040, the reference's; the shipped default model's "
+                        "own setting when --model is left out)")
     p.add_argument("--max-model-len", type=int, default=4096, help="token budget of prompt + answer (reference vLLM max_model_len 4096; long answers are cut)")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.8, help="vLLM only (reference 0.8)")
     p.add_argument("--no-fsync", action="store_true", help="do not fsync after each batch (faster on slow disks, less crash-safe)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _model_and_pixels(args: argparse.Namespace) -> tuple[str, int, int]:
+    """The model to evaluate and its pixel range.
+
+    A named model gets the reference driver's range (12544..2007040) unless the flags say
+    otherwise, as the released checkpoint expects. Without ``--model`` the shipped default model
+    is used at the range it was trained at (its ``preprocessor_config.json``).
+    """
+    from sceneparser.evaluation.runner import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
+    lo, hi = DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS
+    model = args.model
+    if model is None:
+        from sceneparser.model.loading import model_pixel_range, resolve_model_path
+
+        path = resolve_model_path(None)  # a clear error when no default model is installed
+        model = str(path)
+        lo, hi = model_pixel_range(path, (lo, hi))
+    return (
+        model,
+        args.min_pixels if args.min_pixels is not None else lo,
+        args.max_pixels if args.max_pixels is not None else hi,
+    )
+
+
 def config_from_args(args: argparse.Namespace):
     from sceneparser.evaluation.runner import EvalConfig
 
+    model, min_pixels, max_pixels = _model_and_pixels(args)
     return EvalConfig(
-        model=args.model,
+        model=model,
         data=args.data,
         out=args.out,
         image_root=args.image_root,
@@ -67,8 +97,8 @@ def config_from_args(args: argparse.Namespace):
         question=args.question,
         device=args.device,
         dtype=args.dtype,
-        min_pixels=args.min_pixels,
-        max_pixels=args.max_pixels,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
         max_model_len=args.max_model_len,
         gpu_memory_utilization=args.gpu_memory_utilization,
         fsync=not args.no_fsync,

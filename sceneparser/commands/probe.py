@@ -1,6 +1,6 @@
 """``sceneparser probe``: does a model look at the image? (coordinate loss, real vs shuffled images)
 
-    sceneparser probe --model DIR --data TSV_DIR [--samples 48] [--max-pixels 37632] [--json out.json]
+    sceneparser probe [--model DIR] --data TSV_DIR [--samples 48] [--max-pixels 37632] [--json out.json]
 
 Teacher-forced on a training-layout TSV (``sceneparser convert``), so it needs no decoding and
 works on any checkpoint; see :mod:`sceneparser.training.probe`.
@@ -12,7 +12,8 @@ import json
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="model directory (or a checkpoint-N directory)")
+    parser.add_argument("--model", default=None,
+                        help="model directory (or a checkpoint-N directory; default: the shipped default model)")
     parser.add_argument("--data", required=True, help="TSV directory written by 'sceneparser convert'")
     parser.add_argument("--samples", type=int, default=48, help="samples to use (default 48)")
     parser.add_argument("--batch-size", type=int, default=16)

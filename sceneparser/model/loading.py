@@ -85,6 +85,20 @@ def default_model_dir() -> Path:
     return Path(sceneparser.__file__).resolve().parent / "assets" / "default_model"
 
 
+def model_pixel_range(model_dir: str | os.PathLike, fallback: tuple[int, int]) -> tuple[int, int]:
+    """``(min_pixels, max_pixels)`` of a model directory's ``preprocessor_config.json``, else ``fallback``."""
+    path = Path(model_dir) / "preprocessor_config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+        lo = cfg.get("min_pixels", (cfg.get("size") or {}).get("shortest_edge"))
+        hi = cfg.get("max_pixels", (cfg.get("size") or {}).get("longest_edge"))
+        if isinstance(lo, int) and isinstance(hi, int) and 0 < lo <= hi:
+            return lo, hi
+    except (OSError, ValueError, AttributeError):
+        pass
+    return fallback
+
+
 def _looks_like_hub_id(text: str) -> bool:
     parts = text.split("/")
     return (
@@ -267,6 +281,7 @@ def load_model_dir(path: str | os.PathLike, device=None, dtype=None, *, attn_imp
 
 __all__ = [
     "default_model_dir",
+    "model_pixel_range",
     "load_model_dir",
     "resolve_model_path",
     "load_processor",

@@ -147,3 +147,33 @@ def test_out_dir_of_another_run_is_refused_without_traceback(baseline, tiny_mode
     proc = _cli("eval", "--model", str(tiny_model_dir), "--data", str(synth_dir / "nope.jsonl"),
                 "--out", str(ref_out.parent / "x"), check=False)
     assert proc.returncode == 2 and "nope.jsonl" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_eval_without_model_uses_the_default_model_or_says_none_is_installed(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    import sceneparser.model.loading as loading
+    from sceneparser.cli import main
+    from sceneparser.commands.eval import config_from_args
+
+    empty = tmp_path / "no_model"
+    monkeypatch.setattr(loading, "default_model_dir", lambda: empty)
+    rc = main(["eval", "--data", str(tmp_path / "val.jsonl"), "--out", str(tmp_path / "out")])
+    assert rc == 2 and "no default model is installed" in capsys.readouterr().err
+
+    # a (fake) installed default model: its own pixel range, unless the flags say otherwise
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    (empty / "preprocessor_config.json").write_text(json.dumps({"min_pixels": 3136, "max_pixels": 37632}))
+    args = argparse.Namespace(model=None, min_pixels=None, max_pixels=None)
+    base = dict(data="v.jsonl", out="o", image_root=None, mask_root=None, level="object", batch_size=1,
+                max_new_tokens=4, parse_mode="reference", limit=None, backend="hf", num_shards=1, shard_index=0,
+                skip_missing=False, overwrite=False, question=None, device=None, dtype=None, max_model_len=4096,
+                gpu_memory_utilization=0.8, no_fsync=False, no_progress=True)
+    cfg = config_from_args(argparse.Namespace(**{**base, **vars(args)}))
+    assert (cfg.model, cfg.min_pixels, cfg.max_pixels) == (str(empty), 3136, 37632)
+    cfg = config_from_args(argparse.Namespace(**{**base, "model": None, "min_pixels": None, "max_pixels": 50000}))
+    assert (cfg.min_pixels, cfg.max_pixels) == (3136, 50000)
+    # a named model keeps the reference driver's range
+    cfg = config_from_args(argparse.Namespace(**{**base, "model": "some/dir", "min_pixels": None, "max_pixels": None}))
+    assert (cfg.model, cfg.min_pixels, cfg.max_pixels) == ("some/dir", 12544, 2007040)

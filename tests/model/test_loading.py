@@ -139,3 +139,17 @@ def test_resolve_hub_id_from_a_local_cache(tiny_model_dir, tmp_path, monkeypatch
         resolve_model_path("SceneParser/not-downloaded", cache_dir=tmp_path / "hub")
     with pytest.raises(ModelLoadError, match="not found"):
         resolve_model_path("./no/such/dir")
+
+
+def test_model_pixel_range_reads_the_preprocessor_config(tmp_path):
+    import json
+
+    from sceneparser.model.loading import model_pixel_range
+
+    assert model_pixel_range(tmp_path, (1, 2)) == (1, 2)  # no file: the fallback
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"min_pixels": 3136, "max_pixels": 37632}))
+    assert model_pixel_range(tmp_path, (1, 2)) == (3136, 37632)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"size": {"shortest_edge": 10, "longest_edge": 20}}))
+    assert model_pixel_range(tmp_path, (1, 2)) == (10, 20)
+    (tmp_path / "preprocessor_config.json").write_text("{not json")
+    assert model_pixel_range(tmp_path, (1, 2)) == (1, 2)
