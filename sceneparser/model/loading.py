@@ -190,17 +190,29 @@ def missing_files(path: str | os.PathLike) -> list[str]:
     return missing
 
 
-def save_model_dir(model, processor, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write a complete model directory (see module docstring) and return its path."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+def save_processor_files(processor, path: str | os.PathLike) -> Path:
+    """Write the tokenizer, chat template and image processor of ``processor`` into ``path``.
+
+    With the weights and ``config.json`` beside them (a training ``checkpoint-N`` directory)
+    this makes a complete model directory.
+    """
     from sceneparser.model.tokenizer import save_tokenizer
 
-    model.save_pretrained(str(path), safe_serialization=True)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
     save_tokenizer(processor.tokenizer, path)  # reloadable even with Rex-Omni's reused ids
     if not (path / "chat_template.jinja").is_file() and processor.tokenizer.chat_template:
         (path / "chat_template.jinja").write_text(processor.tokenizer.chat_template, encoding="utf-8")
     processor.image_processor.save_pretrained(path)
+    return path
+
+
+def save_model_dir(model, processor, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write a complete model directory (see module docstring) and return its path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path), safe_serialization=True)
+    save_processor_files(processor, path)
     if extra is not None:
         (path / EXTRA_FILE).write_text(json.dumps(extra, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     return path
@@ -282,6 +294,7 @@ def load_model_dir(path: str | os.PathLike, device=None, dtype=None, *, attn_imp
 __all__ = [
     "default_model_dir",
     "model_pixel_range",
+    "save_processor_files",
     "load_model_dir",
     "resolve_model_path",
     "load_processor",

@@ -316,6 +316,7 @@ def train_stage(
         CheckpointSignatureCallback,
         EpochCallback,
         LossHistoryCallback,
+        ProcessorCheckpointCallback,
         SceneParserTrainer,
         TokenHeadCheckpointCallback,
         apply_freezing,
@@ -391,7 +392,10 @@ def train_stage(
     args = training_arguments(cfg, output_dir, on_cpu)
     history = LossHistoryCallback()
     info = {"init": source, "stage": stage, "lora": cfg.lora.enabled, "config": cfg.name}
-    callbacks = [EpochCallback(dataset), CheckpointSignatureCallback(signature, info), history]
+    callbacks = [
+        EpochCallback(dataset), CheckpointSignatureCallback(signature, info), ProcessorCheckpointCallback(processor),
+        history,
+    ]
     token_head = None
     if token_classes:
         from sceneparser.training.grounding import TokenClassHead

@@ -211,6 +211,26 @@ class CheckpointSignatureCallback(TrainerCallback):
         return control
 
 
+class ProcessorCheckpointCallback(TrainerCallback):
+    """Write the tokenizer and image processor into each ``checkpoint-N``.
+
+    A checkpoint then is a complete model directory: ``sceneparser probe``, ``eval`` and ``parse``
+    run on it directly, e.g. to follow a learning curve while training goes on.
+    """
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from sceneparser.model.loading import save_processor_files
+
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                save_processor_files(self.processor, ckpt)
+        return control
+
+
 TOKEN_HEAD_FILE = "token_class_head.pt"
 
 
@@ -421,6 +441,7 @@ __all__ = [
     "CheckpointSignatureCallback",
     "EpochCallback",
     "LossHistoryCallback",
+    "ProcessorCheckpointCallback",
     "RunStats",
     "SIGNATURE_FILE",
     "SceneParserTrainer",

@@ -174,6 +174,12 @@ def test_stage_with_token_class_loss_trains_saves_a_plain_model_and_resumes(tmp_
     result = train_stage(cfg, train_tsv, out, init=init, stage=1)
     assert result.global_step == 2
     assert (out / "checkpoint-2" / TOKEN_HEAD_FILE).is_file()
+    # a checkpoint is a complete model directory (tokenizer and processor too): probe/eval run on it
+    ckpt_model, ckpt_processor = load_model_dir(out / "checkpoint-2")
+    assert type(ckpt_model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    final_model, final_processor = load_model_dir(out)
+    assert ckpt_processor.image_processor.max_pixels == final_processor.image_processor.max_pixels == cfg.data.max_pixels
+    assert ckpt_processor.tokenizer.get_vocab() == final_processor.tokenizer.get_vocab()
     record = read_extra(out)["training"]["token_class_loss"]
     assert record["weight"] == 1.0 and record["box_weight"] == 2.0 and record["classes"]
     state = json.loads((out / "trainer_state.json").read_text())
