@@ -47,6 +47,10 @@ def main(argv=None) -> int:
     p.add_argument("--token-box-weight", type=float, default=0.0,
                    help="the auxiliary token-box loss (L1 of the box under every image token)")
     p.add_argument("--constant-lr", action="store_true", help="no cosine decay after the warm-up")
+    p.add_argument("--attn-sup", type=float, default=0.0,
+                   help="attention supervision: head 0 of the last language-model layer, at every object-box "
+                   "coordinate, is trained to attend to the image tokens under that object (-log of its mass "
+                   "there); needs --set model.attn_implementation=eager")
     p.add_argument("--save", default=None, help="write a model directory here at the end")
     a = p.parse_args(argv)
 
@@ -95,6 +99,35 @@ def main(argv=None) -> int:
         g["base_lr"] = g["lr"]
     opt = torch.optim.AdamW(groups, lr=a.lr)
 
+    from sceneparser.training.probe import coordinate_roles
+
+    def attention_targets(batch):
+        """[(sample, query position, image-token positions under the object)] for every object-box coordinate."""
+        out = []
+        ids_all, labels_all = batch["input_ids"], batch["labels"]
+        grids = batch["image_grid_thw"].tolist()
+        m = ip.merge_size
+        for b in range(ids_all.shape[0]):
+            ids, labels = ids_all[b].tolist(), labels_all[b].tolist()
+            img = [i for i, t in enumerate(ids) if t == proc.image_token_id]
+            _, gh, gw = grids[b]
+            gh, gw = gh // m, gw // m
+            roles = coordinate_roles(ids, labels, c0, tok)
+            for j, (pos, role) in enumerate(roles):
+                if role != "object_x1" or j + 3 >= len(roles):
+                    continue
+                box = [(ids[q] - c0) / 999 for q, _ in roles[j : j + 4]]
+                cells = [img[r * gw + c] for r in range(gh) for c in range(gw)
+                         if box[0] <= (c + 0.5) / gw <= box[2] and box[1] <= (r + 0.5) / gh <= box[3]]
+                if cells:
+                    out.extend((b, q - 1, cells) for q, _ in roles[j : j + 4])
+        return out
+
+    def attention_loss(attentions, targets):
+        att = attentions[-1][:, 0]  # (batch, query, key): head 0 of the last layer
+        terms = [-torch.log(att[b, q, cells].sum() + 1e-6) for b, q, cells in targets]
+        return torch.stack(terms).mean() if terms else att.sum() * 0.0
+
     def to_model(batch):
         out = {k: v for k, v in batch.items() if k not in ("sp_stats", "pixel_patches", "token_classes", "token_boxes")}
         out["pixel_values"] = materialise(ip, batch["pixel_patches"], batch["image_grid_thw"])
@@ -119,7 +152,13 @@ def main(argv=None) -> int:
         coord = (tgt >= c0) & (tgt <= c999)
         prev = labels[:, :-1]
         first = coord & ~((prev >= c0) & (prev <= c999))
-        return nll[tgt != -100].mean().item(), nll[coord].mean().item(), nll[first].mean().item()
+        rest = torch.zeros_like(coord)  # the object box after its first coordinate
+        for b in range(labels.shape[0]):
+            for pos, role in coordinate_roles(batch["input_ids"][b].tolist(), labels[b].tolist(), c0, tok):
+                if role == "object_box":
+                    rest[b, pos - 1] = True
+        return (nll[tgt != -100].mean().item(), nll[coord].mean().item(), nll[first].mean().item(),
+                nll[rest].mean().item())
 
     def evaluate():
         model.eval()
@@ -130,7 +169,7 @@ def main(argv=None) -> int:
             head.clear()
         mean = lambda xs, k: sum(x[k] for x in xs) / len(xs)  # noqa: E731
         return {"all": mean(real, 0), "coord": mean(real, 1), "coord_shuf": mean(shuf, 1),
-                "first": mean(real, 2), "first_shuf": mean(shuf, 2)}
+                "first": mean(real, 2), "first_shuf": mean(shuf, 2), "objbox": mean(real, 3), "objbox_shuf": mean(shuf, 3)}
 
     rng = random.Random(a.seed)
     single = []
@@ -138,7 +177,7 @@ def main(argv=None) -> int:
         single = [i for i in range(len(ds)) if len(ds.reader.read(i).annotation.get("objects") or []) == 1]
     log = open(a.out, "w", encoding="utf-8")
     model.train()
-    started, running, box_running = time.time(), 0.0, 0.0
+    started, running, box_running, attn_running = time.time(), 0.0, 0.0, 0.0
     warm = max(1, int(0.03 * a.steps))
     for step in range(1, a.steps + 1):
         f = step / warm if step <= warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, a.steps - warm)))
@@ -151,7 +190,12 @@ def main(argv=None) -> int:
         raw = collate([ds[i] for i in idx])
         batch = to_model(raw)
         labels = batch.pop("labels")
-        logits = model(**batch).logits
+        if a.attn_sup > 0:
+            out = model(**batch, output_attentions=True)
+            logits = out.logits
+            attn_loss = attention_loss(out.attentions, attention_targets(raw))
+        else:
+            logits = model(**batch).logits
         nll, tgt = token_nll(logits, labels)
         if a.soft_sigma > 0:
             coord = (tgt >= c0) & (tgt <= c999)
@@ -168,6 +212,9 @@ def main(argv=None) -> int:
             if box_loss is not None:
                 loss = loss + a.token_box_weight * box_loss
                 box_running = box_loss.item() if step == 1 else 0.95 * box_running + 0.05 * box_loss.item()
+        if a.attn_sup > 0:
+            loss = loss + a.attn_sup * attn_loss
+            attn_running = attn_loss.item() if step == 1 else 0.95 * attn_running + 0.05 * attn_loss.item()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -175,7 +222,7 @@ def main(argv=None) -> int:
         running = loss.item() if step == 1 else 0.95 * running + 0.05 * loss.item()
         if step % a.eval_every == 0 or step == a.steps:
             row = evaluate()
-            row.update(step=step, train=running, box=box_running, seconds=round(time.time() - started))
+            row.update(step=step, train=running, box=box_running, attn=attn_running, seconds=round(time.time() - started))
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
             log.flush()
