@@ -99,34 +99,17 @@ def main(argv=None) -> int:
         g["base_lr"] = g["lr"]
     opt = torch.optim.AdamW(groups, lr=a.lr)
 
+    from sceneparser.training.grounding import attention_supervision_loss
+    from sceneparser.training.grounding import attention_targets as _attention_targets
     from sceneparser.training.probe import coordinate_roles
 
     def attention_targets(batch):
-        """[(sample, query position, image-token positions under the object)] for every object-box coordinate."""
-        out = []
-        ids_all, labels_all = batch["input_ids"], batch["labels"]
-        grids = batch["image_grid_thw"].tolist()
-        m = ip.merge_size
-        for b in range(ids_all.shape[0]):
-            ids, labels = ids_all[b].tolist(), labels_all[b].tolist()
-            img = [i for i, t in enumerate(ids) if t == proc.image_token_id]
-            _, gh, gw = grids[b]
-            gh, gw = gh // m, gw // m
-            roles = coordinate_roles(ids, labels, c0, tok)
-            for j, (pos, role) in enumerate(roles):
-                if role != "object_x1" or j + 3 >= len(roles):
-                    continue
-                box = [(ids[q] - c0) / 999 for q, _ in roles[j : j + 4]]
-                cells = [img[r * gw + c] for r in range(gh) for c in range(gw)
-                         if box[0] <= (c + 0.5) / gw <= box[2] and box[1] <= (r + 0.5) / gh <= box[3]]
-                if cells:
-                    out.extend((b, q - 1, cells) for q, _ in roles[j : j + 4])
-        return out
+        return _attention_targets(batch["input_ids"], batch["labels"], batch["image_grid_thw"],
+                                  image_token_id=proc.image_token_id, first_coord_id=c0,
+                                  merge_size=ip.merge_size, tokenizer=tok)
 
     def attention_loss(attentions, targets):
-        att = attentions[-1][:, 0]  # (batch, query, key): head 0 of the last layer
-        terms = [-torch.log(att[b, q, cells].sum() + 1e-6) for b, q, cells in targets]
-        return torch.stack(terms).mean() if terms else att.sum() * 0.0
+        return attention_supervision_loss(attentions, targets)  # head 0 of the last layer
 
     def to_model(batch):
         out = {k: v for k, v in batch.items() if k not in ("sp_stats", "pixel_patches", "token_classes", "token_boxes")}

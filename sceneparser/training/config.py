@@ -141,6 +141,13 @@ class TrainSection(_Strict):
         description="weight of the auxiliary token-box loss (a linear head on the merger output regresses the box "
         "of the object under every image token, L1 on image fractions; sceneparser.training.grounding). 0: off",
     )
+    attention_supervision_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the auxiliary attention-supervision loss: head 0 of the last language-model layer "
+        "is trained to attend to the image tokens under the object at every object-box coordinate "
+        "(sceneparser.training.grounding.attention_targets); needs model.attn_implementation: eager. 0: off",
+    )
     tune_vision: bool = Field(True, description="train the vision tower (without the merger)")
     tune_merger: bool = Field(True, description="train the vision-language merger")
     tune_llm: bool = Field(True, description="train the language model, embeddings and lm_head")

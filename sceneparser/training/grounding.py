@@ -215,4 +215,66 @@ class TokenClassHead:
             raise ValueError("the saved token head has a box head, this one has none")
 
 
-__all__ = ["BACKGROUND", "NO_BOX", "TokenClassHead", "class_vocabulary", "token_box_map", "token_class_map"]
+def attention_targets(
+    input_ids, labels, image_grid_thw, *, image_token_id: int, first_coord_id: int, merge_size: int, tokenizer,
+    num_bins: int = 1000,
+) -> list[tuple[int, int, list[int]]]:
+    """Attention-supervision targets of a batch: ``[(sample, query position, key positions)]``.
+
+    For every object box of every answer (its four coordinates read from ``labels``), the
+    position that *predicts* each coordinate (the token before it) is paired with the image-token
+    positions whose cell centre lies inside that box, in the merged-token grid of the sample's
+    image. Part boxes and points are left out; boxes that cover no cell centre give no target.
+    """
+    from sceneparser.training.probe import coordinate_roles
+
+    out: list[tuple[int, int, list[int]]] = []
+    grids = image_grid_thw.tolist() if hasattr(image_grid_thw, "tolist") else list(image_grid_thw)
+    for b in range(len(input_ids)):
+        ids = input_ids[b].tolist() if hasattr(input_ids[b], "tolist") else list(input_ids[b])
+        labs = labels[b].tolist() if hasattr(labels[b], "tolist") else list(labels[b])
+        image_positions = [i for i, t in enumerate(ids) if t == image_token_id]
+        _, gh, gw = (int(v) for v in grids[b])
+        gh, gw = gh // merge_size, gw // merge_size
+        if len(image_positions) != gh * gw:
+            continue  # not one image of this grid (e.g. truncated): no target rather than a wrong one
+        roles = coordinate_roles(ids, labs, first_coord_id, tokenizer, num_bins)
+        for j, (_, role) in enumerate(roles):
+            box_roles = roles[j : j + 4]
+            if role != "object_x1" or len(box_roles) < 4 or any(r != "object_box" for _, r in box_roles[1:]):
+                continue
+            x0, y0, x1, y1 = ((ids[q] - first_coord_id) / (num_bins - 1) for q, _ in box_roles)
+            cells = [
+                image_positions[r * gw + c]
+                for r in range(gh)
+                for c in range(gw)
+                if x0 <= (c + 0.5) / gw <= x1 and y0 <= (r + 0.5) / gh <= y1
+            ]
+            if cells:
+                out.extend((b, q - 1, cells) for q, _ in box_roles)
+    return out
+
+
+def attention_supervision_loss(attentions, targets, *, layer: int = -1, head: int = 0):
+    """Mean ``-log`` of the attention mass that one head puts on each target's image tokens.
+
+    ``attentions``: the model's per-layer attention probabilities ``(batch, heads, query, key)``
+    (``output_attentions=True`` with eager attention). 0 (still differentiable) without targets.
+    """
+    import torch
+
+    att = attentions[layer][:, head]
+    terms = [-torch.log(att[b, q, cells].sum().clamp(min=1e-6)) for b, q, cells in targets]
+    return torch.stack(terms).mean() if terms else att.sum() * 0.0
+
+
+__all__ = [
+    "BACKGROUND",
+    "NO_BOX",
+    "TokenClassHead",
+    "attention_supervision_loss",
+    "attention_targets",
+    "class_vocabulary",
+    "token_box_map",
+    "token_class_map",
+]

@@ -361,6 +361,14 @@ def train_stage(
             "train.token_class_loss_weight / token_box_loss_weight need the plain Trainer (the auxiliary head "
             "lives outside the model); they are not supported with DeepSpeed"
         )
+    if cfg.train.attention_supervision_weight > 0:
+        if cfg.model.attn_implementation != "eager":
+            raise InputError(
+                "train.attention_supervision_weight needs the attention probabilities: set "
+                "model.attn_implementation=eager"
+            )
+        if cfg.runtime.deepspeed:
+            raise InputError("train.attention_supervision_weight is not supported with DeepSpeed")
     dataset = build_dataset(
         data_dir, processor, cfg.data, seed=cfg.train.seed, defer_pixels=True, token_classes=token_classes
     )
@@ -416,6 +424,8 @@ def train_stage(
         sp_train=t,
         sp_image_processor=processor.image_processor,
         sp_token_head=token_head,
+        sp_tokenizer=processor.tokenizer,
+        sp_image_token_id=processor.image_token_id,
     )
     checkpoint = find_resume_checkpoint(output_dir, resume)
     if checkpoint is not None:

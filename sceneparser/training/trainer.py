@@ -288,9 +288,20 @@ class SceneParserTrainer(Trainer):
     """A small :class:`transformers.Trainer` subclass (see the module docstring)."""
 
     def __init__(
-        self, *args, sp_train: TrainSection | None = None, sp_image_processor=None, sp_token_head=None, **kwargs
+        self,
+        *args,
+        sp_train: TrainSection | None = None,
+        sp_image_processor=None,
+        sp_token_head=None,
+        sp_tokenizer=None,
+        sp_image_token_id: int | None = None,
+        **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        #: for train.attention_supervision_weight: the roles of the coordinate tokens need the text
+        self.sp_tokenizer = sp_tokenizer
+        self.sp_image_token_id = sp_image_token_id
+        self._attention_losses: list[float] = []
         self.sp_train = sp_train or TrainSection()
         self.sp_image_processor = sp_image_processor
         #: sceneparser.training.grounding.TokenClassHead when train.token_class_loss_weight > 0
@@ -368,9 +379,13 @@ class SceneParserTrainer(Trainer):
         token_classes = inputs.pop("token_classes", None)
         token_boxes = inputs.pop("token_boxes", None)
         self._materialise_pixels(inputs)
-        result = super().compute_loss(
-            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
+        attn_weight = self.sp_train.attention_supervision_weight
+        if attn_weight > 0 and model.training:
+            result = self._with_attention_supervision(model, inputs, return_outputs, num_items_in_batch, attn_weight)
+        else:
+            result = super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
         if self.sp_token_head is None or token_classes is None:
             return result
         box_weight = self.sp_train.token_box_loss_weight
@@ -388,7 +403,33 @@ class SceneParserTrainer(Trainer):
             return loss + weight * aux, outputs
         return result + weight * aux
 
+    def _with_attention_supervision(self, model, inputs, return_outputs, num_items_in_batch, weight):
+        """The language-model loss plus ``weight`` x the attention-supervision loss of this batch."""
+        from sceneparser.training.grounding import attention_supervision_loss, attention_targets
+
+        if self.sp_tokenizer is None or self.sp_image_token_id is None or self.sp_image_processor is None:
+            raise ValueError("attention supervision needs sp_tokenizer, sp_image_token_id and sp_image_processor")
+        tok = self.sp_tokenizer
+        targets = attention_targets(
+            inputs["input_ids"].cpu(), inputs["labels"].cpu(), inputs["image_grid_thw"].cpu(),
+            image_token_id=self.sp_image_token_id, first_coord_id=tok.convert_tokens_to_ids("<0>"),
+            merge_size=self.sp_image_processor.merge_size, tokenizer=tok,
+        )
+        inputs["output_attentions"] = True
+        loss, outputs = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        aux = attention_supervision_loss(outputs.attentions, targets)
+        self._attention_losses.append(float(aux.detach()))
+        if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            weight = weight / max(1, self.args.gradient_accumulation_steps)
+        loss = loss + weight * aux
+        return (loss, outputs) if return_outputs else loss
+
     def log(self, logs, *args, **kwargs):
+        if self._attention_losses and "loss" in logs:
+            logs["attention_loss"] = round(sum(self._attention_losses) / len(self._attention_losses), 4)
+            self._attention_losses.clear()
         if self._token_class_losses and "loss" in logs:
             logs["token_class_loss"] = round(sum(self._token_class_losses) / len(self._token_class_losses), 4)
             self._token_class_losses.clear()

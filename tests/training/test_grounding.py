@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -191,3 +192,85 @@ def test_stage_with_token_class_loss_trains_saves_a_plain_model_and_resumes(tmp_
     cfg3, _ = resolve_stage(load_config("tiny", fast_overrides + aux + ["runtime.save_steps=2", "train.max_steps=3"]), 1)
     resumed = train_stage(cfg3, train_tsv, out, init=init, stage=1)
     assert resumed.global_step == 3
+
+
+def test_attention_targets_pair_each_object_box_coordinate_with_the_tokens_under_it(train_tsv, tiny_processor):
+    import torch
+
+    from sceneparser.training.collator import SceneParserCollator
+    from sceneparser.training.config import DataSection
+    from sceneparser.training.dataset import build_dataset
+    from sceneparser.training.grounding import attention_supervision_loss, attention_targets
+    from sceneparser.training.probe import coordinate_roles
+
+    ds = build_dataset(train_tsv, tiny_processor, DataSection(), defer_pixels=True)
+    collate = SceneParserCollator(pad_token_id=tiny_processor.pad_token_id,
+                                  image_processor=tiny_processor.image_processor, pixel_format="uint8")
+    batch = collate([ds[i] for i in range(4)])
+    tok = tiny_processor.tokenizer
+    c0 = tok.convert_tokens_to_ids("<0>")
+    img_id = tiny_processor.image_token_id
+    targets = attention_targets(batch["input_ids"], batch["labels"], batch["image_grid_thw"], image_token_id=img_id,
+                                first_coord_id=c0, merge_size=2, tokenizer=tok)
+    assert targets
+    for b, q, cells in targets:
+        ids = batch["input_ids"][b]
+        assert c0 <= int(ids[q + 1]) < c0 + 1000  # the query position predicts a coordinate token
+        assert all(int(ids[k]) == img_id for k in cells)  # the keys are image tokens
+    # exactly the four coordinates of every object box that covers a cell centre, and no part box
+    for b in range(4):
+        roles = dict(coordinate_roles(batch["input_ids"][b].tolist(), batch["labels"][b].tolist(), c0, tok))
+        for _, q, _ in (t for t in targets if t[0] == b):
+            assert roles[q + 1] in ("object_x1", "object_box")
+        assert sum(1 for t in targets if t[0] == b) % 4 == 0
+
+    # a hand-made box: the whole-image box covers every image token of the sample
+    ids = batch["input_ids"][:1].clone()
+    labels = batch["labels"][:1].clone()
+    first = next(q for q, role in coordinate_roles(ids[0].tolist(), labels[0].tolist(), c0, tok) if role == "object_x1")
+    ids[0, first : first + 4] = torch.tensor([c0, c0, c0 + 999, c0 + 999])
+    labels[0, first : first + 4] = ids[0, first : first + 4]
+    whole = attention_targets(ids, labels, batch["image_grid_thw"][:1], image_token_id=img_id, first_coord_id=c0,
+                              merge_size=2, tokenizer=tok)
+    all_image = (ids[0] == img_id).nonzero().flatten().tolist()
+    assert whole[:4] == [(0, first + k - 1, all_image) for k in range(4)]
+
+    # the loss: -log of head 0's attention mass on the cells; 0 when all of it is there
+    seq = ids.shape[1]
+    att = torch.full((1, 2, seq, seq), 0.0)
+    att[0, 0, :, all_image] = 1.0 / len(all_image)
+    loss = attention_supervision_loss([att], whole[:4])
+    assert abs(loss.item()) < 1e-5
+    att2 = torch.zeros_like(att)
+    att2[0, 0, :, 0] = 1.0  # all mass on the first (text) token
+    assert attention_supervision_loss([att2], whole[:4]).item() > 13.0  # -log(1e-6)
+    assert attention_supervision_loss([att2], []).item() == 0.0
+
+
+def test_attention_supervision_needs_eager_attention(tmp_path, train_tsv, fast_overrides):
+    from sceneparser.errors import InputError
+    from sceneparser.training.config import load_config
+    from sceneparser.training.curriculum import resolve_stage
+    from sceneparser.training.stage import train_stage
+
+    cfg, init = resolve_stage(load_config("tiny", fast_overrides + ["train.attention_supervision_weight=1.0"]), 1)
+    with pytest.raises(InputError, match="eager"):
+        train_stage(cfg, train_tsv, tmp_path / "s1", init=init, stage=1)
+
+
+@pytest.mark.slow
+def test_stage_with_attention_supervision_logs_and_lowers_its_loss(tmp_path, train_tsv, fast_overrides):
+    from sceneparser.training.config import load_config
+    from sceneparser.training.curriculum import resolve_stage
+    from sceneparser.training.stage import train_stage
+
+    overrides = fast_overrides + ["train.attention_supervision_weight=1.0", "model.attn_implementation=eager",
+                                  "train.max_steps=12", "runtime.logging_steps=1", "train.learning_rate=0.01"]
+    cfg, init = resolve_stage(load_config("tiny", overrides), 1)
+    out = tmp_path / "s1"
+    result = train_stage(cfg, train_tsv, out, init=init, stage=1)
+    assert result.global_step == 12
+    state = json.loads((out / "trainer_state.json").read_text())
+    losses = [e["attention_loss"] for e in state["log_history"] if "attention_loss" in e]
+    assert len(losses) >= 10 and all(math.isfinite(v) for v in losses)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # the head learns to look at the objects
