@@ -98,7 +98,7 @@ def test_cli_parse_and_eval_use_the_default_model_at_its_own_pixel_range(heldout
 
     out = tmp_path / "parse.json"
     assert main(["parse", str(EXAMPLE_IMAGE), "-q", "mug", "--out", str(out), "--viz", str(tmp_path / "p.png")]) == 0
-    row = json.loads(out.read_text())
+    row = json.loads(out.read_text())[0]  # one result per (image, query)
     assert row["query"] == "mug" and [o["name"] for o in row["objects"]] == ["mug"]
     assert Image.open(tmp_path / "p.png").size[0] >= 640
     rc = main(["eval", "--data", str(heldout / "val.jsonl"), "--image-root", str(heldout), "--out",
