@@ -195,23 +195,33 @@ class EpochCallback(TrainerCallback):
         return control
 
 
-class CheckpointSignatureCallback(TrainerCallback):
+class _CheckpointWriter(TrainerCallback):
+    """Base of the callbacks that add files to each ``checkpoint-N`` (rank 0, after the Trainer's save)."""
+
+    def write(self, ckpt: Path) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                self.write(ckpt)
+        return control
+
+
+class CheckpointSignatureCallback(_CheckpointWriter):
     """Stamp each checkpoint with the model signature and the training config."""
 
     def __init__(self, signature: str, info: dict[str, Any]):
         self.signature = signature
         self.info = info
 
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if ckpt.is_dir():
-                data = {"signature": self.signature, **self.info}
-                (ckpt / SIGNATURE_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-        return control
+    def write(self, ckpt: Path) -> None:
+        data = {"signature": self.signature, **self.info}
+        (ckpt / SIGNATURE_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
-class ProcessorCheckpointCallback(TrainerCallback):
+class ProcessorCheckpointCallback(_CheckpointWriter):
     """Write the tokenizer and image processor into each ``checkpoint-N``.
 
     A checkpoint then is a complete model directory: ``sceneparser probe``, ``eval`` and ``parse``
@@ -221,33 +231,25 @@ class ProcessorCheckpointCallback(TrainerCallback):
     def __init__(self, processor):
         self.processor = processor
 
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            from sceneparser.model.loading import save_processor_files
+    def write(self, ckpt: Path) -> None:
+        from sceneparser.model.loading import save_processor_files
 
-            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if ckpt.is_dir():
-                save_processor_files(self.processor, ckpt)
-        return control
+        save_processor_files(self.processor, ckpt)
 
 
 TOKEN_HEAD_FILE = "token_class_head.pt"
 
 
-class TokenHeadCheckpointCallback(TrainerCallback):
+class TokenHeadCheckpointCallback(_CheckpointWriter):
     """Save the auxiliary token-class head (not part of the model) into each checkpoint, for resume."""
 
     def __init__(self, head):
         self.head = head
 
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            import torch
+    def write(self, ckpt: Path) -> None:
+        import torch
 
-            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if ckpt.is_dir():
-                torch.save(self.head.state_dict(), ckpt / TOKEN_HEAD_FILE)
-        return control
+        torch.save(self.head.state_dict(), ckpt / TOKEN_HEAD_FILE)
 
 
 def _average_gradients_across_ranks(params) -> None:
