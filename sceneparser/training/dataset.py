@@ -269,15 +269,14 @@ class SceneParserTrainDataset:
             sample["pixel_values"] = torch.from_numpy(pixel_values)
         sample["image_grid_thw"] = torch.tensor([grid], dtype=torch.long)
         if self.class_index:
-            from sceneparser.training.grounding import token_box_map, token_class_map
+            from sceneparser.training.grounding import token_targets
 
             m = image_proc.merge_size
-            objects = annotation.get("objects") or []
-            classes = token_class_map(
-                objects, width, height, grid[1] // m, grid[2] // m, self.class_index, name_key=self._class_key()
+            classes, boxes = token_targets(
+                annotation.get("objects") or [], width, height, grid[1] // m, grid[2] // m, self.class_index,
+                name_key=self._class_key(),
             )
             sample["token_classes"] = torch.tensor(classes, dtype=torch.long)
-            boxes = token_box_map(objects, width, height, grid[1] // m, grid[2] // m)
             sample["token_boxes"] = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
         return sample
 

@@ -54,6 +54,20 @@ def _covering_objects(
     return cover
 
 
+def _class_of(class_index: Mapping[str, int], name_key: Callable[[Any], Any] | None):
+    def cls(obj: Mapping[str, Any]) -> int | None:
+        name = obj.get("name")
+        return class_index.get(name_key(name) if name_key is not None else name)
+
+    return cls
+
+
+def _fractions(box: tuple[float, float, float, float], width: int, height: int) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = box
+    return (min(1.0, max(0.0, x0 / width)), min(1.0, max(0.0, y0 / height)),
+            min(1.0, max(0.0, x1 / width)), min(1.0, max(0.0, y1 / height)))
+
+
 def token_class_map(
     objects: Iterable[Mapping[str, Any]],
     width: int,
@@ -69,13 +83,7 @@ def token_class_map(
     without a usable box or with a name missing from ``class_index`` are left out. ``name_key``
     maps a name to its ``class_index`` key (e.g. lower-casing for case-insensitive categories).
     """
-
-    def cls(obj):
-        name = obj.get("name")
-        return class_index.get(name_key(name) if name_key is not None else name)
-
-    cover = _covering_objects(objects, width, height, grid_h, grid_w, keep=lambda o: cls(o) is not None)
-    return [BACKGROUND if c is None else cls(c[0]) for c in cover]
+    return token_targets(objects, width, height, grid_h, grid_w, class_index, name_key)[0]
 
 
 #: the ``token_box_map`` entry of a token that no object covers (masked out of the box loss)
@@ -90,18 +98,31 @@ def token_box_map(
     The same covering rule as :func:`token_class_map` (the smallest box wins), so every token of
     an object carries that object's whole box ``(x0/W, y0/H, x1/W, y1/H)`` -- the dense, FCOS-style
     target that lets the language model read a box off *any* token of the object it attends to.
-    Background tokens get :data:`NO_BOX`.
+    Background tokens get :data:`NO_BOX`. Every object with a usable box counts, whatever its name.
     """
     cover = _covering_objects(objects, width, height, grid_h, grid_w)
-    out = []
-    for c in cover:
-        if c is None:
-            out.append(NO_BOX)
-            continue
-        x0, y0, x1, y1 = c[1]
-        out.append((min(1.0, max(0.0, x0 / width)), min(1.0, max(0.0, y0 / height)),
-                    min(1.0, max(0.0, x1 / width)), min(1.0, max(0.0, y1 / height))))
-    return out
+    return [NO_BOX if c is None else _fractions(c[1], width, height) for c in cover]
+
+
+def token_targets(
+    objects: Iterable[Mapping[str, Any]],
+    width: int,
+    height: int,
+    grid_h: int,
+    grid_w: int,
+    class_index: Mapping[str, int],
+    name_key: Callable[[Any], Any] | None = None,
+) -> tuple[list[int], list[tuple[float, float, float, float]]]:
+    """``(classes, boxes)`` of every token from one covering pass (what the training dataset uses).
+
+    Only objects whose class is in ``class_index`` count, for both maps, so a token has a box
+    exactly when it has a class: the two auxiliary targets always describe the same object.
+    """
+    cls = _class_of(class_index, name_key)
+    cover = _covering_objects(objects, width, height, grid_h, grid_w, keep=lambda o: cls(o) is not None)
+    classes = [BACKGROUND if c is None else cls(c[0]) for c in cover]
+    boxes = [NO_BOX if c is None else _fractions(c[1], width, height) for c in cover]
+    return classes, boxes
 
 
 def class_vocabulary(names: Iterable[str]) -> dict[str, int]:
@@ -277,4 +298,5 @@ __all__ = [
     "class_vocabulary",
     "token_box_map",
     "token_class_map",
+    "token_targets",
 ]

@@ -274,3 +274,13 @@ def test_stage_with_attention_supervision_logs_and_lowers_its_loss(tmp_path, tra
     losses = [e["attention_loss"] for e in state["log_history"] if "attention_loss" in e]
     assert len(losses) >= 10 and all(math.isfinite(v) for v in losses)
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # the head learns to look at the objects
+
+
+def test_token_targets_give_a_box_exactly_where_there_is_a_class():
+    from sceneparser.training.grounding import token_targets
+
+    objects = [{"name": "mug", "bbox": [0, 0, 49, 99]}, {"name": "lamp", "bbox": [50, 0, 99, 99]}]
+    classes, boxes = token_targets(objects, 100, 100, 1, 2, {"mug": 1})
+    assert classes == [1, BACKGROUND]  # the lamp has no class ...
+    assert boxes == [(0.0, 0.0, 0.49, 0.99), NO_BOX]  # ... so its token gets no box either
+    assert token_box_map(objects, 100, 100, 1, 2)[1] == (0.5, 0.0, 0.99, 0.99)  # the plain map counts every box
