@@ -12,8 +12,9 @@
 #   3. 300 held-out scenes with seed 2000 (never used for training), scored with sceneparser eval
 #      at the model's own input size (224x168, max_pixels 37632);
 #   4. --ship: copy the final model directory (weights, tokenizer, processor) to the assets.
-# On 2 idle CPU cores this takes about 1 h 30 min (stage 1: 10 500 steps at ~2.2 steps/s on
-# 2 threads); a busy machine takes longer. Run it in the background, e.g.
+# On 2 idle CPU cores this takes about 2 hours (stage 1: 12 000 steps at ~1.9 steps/s on
+# 2 threads, eager attention for the attention supervision); a busy machine takes longer. Run it
+# in the background, e.g.
 #   nohup scripts/train_default_model.sh > /tmp/default_model_run.log 2>&1 &
 set -euo pipefail
 
