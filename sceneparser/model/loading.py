@@ -124,8 +124,9 @@ def resolve_model_path(path: str | os.PathLike | None = None, *, cache_dir: str 
         if d.is_dir() and (d / "config.json").is_file():
             return d
         raise ModelLoadError(
-            f"no default model is installed (expected {d}); it is trained and shipped by a later "
-            "release. Pass a model directory or hub id, e.g. --model PATH or "
+            f"no default model is installed (expected {d}); the package ships one there, so this "
+            "installation is incomplete (reinstall sceneparser). Or pass a model directory or hub id, "
+            "e.g. --model PATH or "
             "SceneParser.from_pretrained('path/to/model')"
         )
     p = Path(os.path.expanduser(str(path)))
