@@ -13,7 +13,7 @@ from sceneparser.errors import InputError, require
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="PATH", default=None,
-                        help="model directory (default: the released SceneParser model)")
+                        help="model directory or hub id (default: the shipped default model)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: %(default)s, this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = ServeConfig()
     parser.add_argument("--model", metavar="PATH", default=None,
-                        help="model directory (default: the released SceneParser model)")
+                        help="model directory or hub id (default: the shipped default model)")
     parser.add_argument("--host", default=d.host,
                         help="address to bind (default: %(default)s, this machine only; 0.0.0.0 exposes it)")
     parser.add_argument("--port", type=int, default=d.port, help="port (default: %(default)s)")
