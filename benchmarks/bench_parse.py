@@ -89,7 +89,8 @@ def main(argv=None) -> int:
     from PIL import Image
 
     from sceneparser import prompts
-    from sceneparser.inference.backends import GenerationRequest, TransformersBackend
+    from sceneparser.inference.transformers_backend import TransformersBackend
+    from sceneparser.inference.types import GenerationRequest
     from sceneparser.model.processor import chat_pieces
 
     if args.threads:
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
             torch.cuda.synchronize()
 
     # warm-up (first-call overheads), not timed
-    TransformersBackend(model, processor, batch_size=2, **common).generate_detailed(requests[:2])
+    TransformersBackend(model, processor, batch_size=2, **common).generate(requests[:2])
 
     results, outputs = {}, {}
     modes = {
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
             torch.cuda.reset_peak_memory_stats()
         sync()
         t = time.perf_counter()
-        out = backend.generate_detailed(requests, progress=True)
+        out = backend.generate(requests, progress=True)
         sync()
         dt = time.perf_counter() - t
         outputs[name] = [o.token_ids for o in out]

@@ -134,6 +134,12 @@ def scene_question(template: str | None = None) -> str:
     return JSON_ONLY_PREFIX + template
 
 
+def json_question(question: str) -> str:
+    """``question`` with the JSON-only prefix in front (kept once when it is already there): how a
+    free-form question (the HTTP chat route) is asked, as every trained question starts that way."""
+    return question if question.startswith(JSON_ONLY_PREFIX) else JSON_ONLY_PREFIX + question
+
+
 def chat_text(
     question: str,
     layout: Layout = "inference",

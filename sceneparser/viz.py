@@ -11,8 +11,14 @@
 from __future__ import annotations
 
 import colorsys
+import math
 import zlib
 from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from sceneparser.hierarchy import Hierarchy
+from sceneparser.images import open_image, to_rgb
 
 #: Images whose longer side is below this are upscaled before drawing.
 MIN_CANVAS_SIDE = 480
@@ -35,7 +41,6 @@ def _text_color(bg: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def _font(size: int, font_path: str | None = None):
-    from PIL import ImageFont
 
     if font_path:
         try:
@@ -69,7 +74,6 @@ def _label(draw, xy, text, color, font, pad, bounds):
 
 
 def _valid_box(box) -> bool:
-    import math
 
     return box is not None and len(box) == 4 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)
 
@@ -88,19 +92,10 @@ def draw_hierarchy(
     ``hierarchy`` is a :class:`sceneparser.hierarchy.Hierarchy`, or a pixel dict / reference
     prediction dict (``{"objects": [...]}``). Returns a new RGB ``PIL.Image``; the input is untouched.
     """
-    from PIL import Image, ImageDraw
-
-    from sceneparser.hierarchy import Hierarchy
-
-    if isinstance(image, Image.Image):
-        base = image
-    else:
-        from sceneparser.model.processor import load_image
-
-        base = load_image(image)
+    base = image if isinstance(image, Image.Image) else open_image(image)
     if isinstance(hierarchy, dict):
         hierarchy = Hierarchy.from_prediction(hierarchy)
-    base = base.convert("RGB")
+    base = to_rgb(base)
     w0, h0 = base.size
     scale = 1.0
     if max(w0, h0) < min_side:
@@ -190,8 +185,6 @@ def _fmt_point(point) -> str:
 
 def format_tree(hierarchy: Any, title: str | None = None) -> str:
     """The hierarchy as an indented tree (box-drawing characters), one node per line."""
-    from sceneparser.hierarchy import Hierarchy
-
     if isinstance(hierarchy, dict):
         hierarchy = Hierarchy.from_prediction(hierarchy)
     lines = [title if title is not None else "scene"]

@@ -34,14 +34,14 @@ def run(args: argparse.Namespace) -> int:
 
     from sceneparser.commands.serve import served_name, warn_if_public
     from sceneparser.demo.app import build_demo, launch
-    from sceneparser.demo.engine import make_predict
+    from sceneparser.demo.predict import make_predict
     from sceneparser.demo.examples import write_examples
-    from sceneparser.serve.engine import load_parser
+    from sceneparser.serve.jobs import load_parser
 
-    parser = load_parser(args.model, device=args.device, dtype=args.dtype, max_new_tokens=args.max_new_tokens)
+    parser = load_parser(args.model, device=args.device, dtype=args.dtype, max_new_tokens=args.max_new_tokens,
+                         max_image_pixels=args.max_image_pixels)
     examples = write_examples(args.examples_dir or tempfile.mkdtemp(prefix="sceneparser-examples-"))
-    demo = build_demo(make_predict(parser), examples, model_name=served_name(args.model, None),
-                      max_image_pixels=args.max_image_pixels)
+    demo = build_demo(make_predict(parser), examples, model_name=served_name(args.model, None))
     warn_if_public(args.host)
     print(f"sceneparser demo: http://{args.host}:{args.port}", file=sys.stderr)
     launch(demo, host=args.host, port=args.port, block=True)

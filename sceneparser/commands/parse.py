@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     items, names, images, failures = [], [], {}, 0
     for path in args.images:
         try:
-            img = parser.load_image(path)
+            img = parser.open_image(path)
         except SceneParserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--port {args.port} is not a valid port")
 
     from sceneparser.serve.app import ServeConfig, create_app
-    from sceneparser.serve.engine import load_parser, make_batch_fn
+    from sceneparser.serve.jobs import load_parser, make_batch_fn
 
     parser = load_parser(args.model, device=args.device, dtype=args.dtype, max_new_tokens=args.max_new_tokens,
                          batch_size=args.max_batch_size, max_image_pixels=args.max_image_pixels)

@@ -2,7 +2,7 @@
 picture with boxes and points next to the JSON tree, with the JSON as a download.
 
 :func:`build_demo` takes a ``predict(image, query, scene) -> (annotated image, json dict)``
-callable, so the page is independent of the model; :func:`sceneparser.demo.engine.make_predict`
+callable, so the page is independent of the model; :func:`sceneparser.demo.predict.make_predict`
 builds that callable over a :class:`~sceneparser.inference.api.SceneParser`. gradio is imported
 lazily (``pip install 'sceneparser[demo]'``).
 """
@@ -60,13 +60,14 @@ def build_demo(
     examples: Sequence[tuple[str, str, bool]] = (),
     *,
     model_name: str = "sceneparser",
-    max_image_pixels: int = 4096 * 4096,
     json_dir: str | Path | None = None,
     max_json_files: int = 200,
 ):
     """Build the gradio Blocks page around ``predict``.
 
-    ``examples`` are ``(image path, query, scene)`` triples shown under the input. The JSON of
+    ``examples`` are ``(image path, query, scene)`` triples shown under the input. ``predict``
+    gets the uploaded file's path as it was uploaded (gradio converts nothing) and opens it
+    itself, so the page accepts every image the CLI accepts. The JSON of
     each run is also written to ``json_dir`` (a temporary folder by default, keeping the newest
     ``max_json_files``) for the download button.
     """
@@ -80,10 +81,6 @@ def build_demo(
         query = (query or "").strip()
         if not query and not scene:
             raise gr.Error("Type an object category (e.g. 'mug') or tick 'whole scene'.")
-        if image.width * image.height > max_image_pixels:
-            raise gr.Error(
-                f"The image is {image.width}x{image.height}, over the {max_image_pixels}-pixel cap; downscale it."
-            )
         try:
             annotated, payload = predict(image, query, bool(scene))
         except SceneParserError as exc:
@@ -103,7 +100,7 @@ def build_demo(
         gr.Markdown(f"# {TITLE}\n{INTRO}\n\nModel: `{model_name}`")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
-                image = gr.Image(type="pil", label="Image", sources=["upload", "clipboard"], elem_id=IDS["image"],
+                image = gr.Image(type="filepath", image_mode=None, label="Image", sources=["upload", "clipboard"], elem_id=IDS["image"],
                                  height=360)
                 query = gr.Textbox(label="Query", placeholder="object category, e.g. mug  (several: mug, door)",
                                    elem_id=IDS["query"], max_lines=1)

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sceneparser import io as atomic
 from sceneparser.errors import InputError
 
 MANIFEST_NAME = "manifest.json"
@@ -150,9 +151,7 @@ def check_or_write(out_dir: str | os.PathLike, manifest: dict, *, overwrite: boo
             clear_outputs(out_dir)
     if not resuming:
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic.write_json(path, manifest, indent=2)
     return resuming
 
 

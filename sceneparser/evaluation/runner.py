@@ -5,7 +5,7 @@ Flow (evaluation.md §1 and §3, with the reference's crash- and silence-related
     val.jsonl --records--> samples (one per image x sorted phrase; GT §2.1; prompt §3.3)
         --shard (contiguous records, as the reference driver)--> this process's samples
         --skip those already answered (any answer file in OUT/parts)--> batches of --batch-size
-        --backend.generate--> raw text --parse_prediction--> answer lines, appended + fsync'd
+        --SceneParser.parse_many (backend + parser)--> answer lines, appended + fsync'd
     rank 0 / the last shard: merge OUT/parts/* -> OUT/answer.jsonl (reference order)
         --metrics--> eval_results_full.json, eval_results_filtered.json --> final_metrics.json
 
@@ -30,23 +30,26 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from tqdm import tqdm
+
+from sceneparser import io as atomic
+from sceneparser import prompts
+from sceneparser.data import records as records_mod
 from sceneparser.errors import InputError
 from sceneparser.evaluation import answers as answer_io
+from sceneparser.evaluation import final as final_mod
 from sceneparser.evaluation import manifest as manifest_io
-from sceneparser.evaluation.samples import (
-    EvalSample,
-    build_samples,
-    load_image,
-    resolve_image_path,
-    shard_range,
-)
+from sceneparser.evaluation import metrics
+from sceneparser.evaluation.samples import EvalSample, build_samples, resolve_image_path, shard_range
+from sceneparser.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, open_image
+from sceneparser.inference.api import SceneParser
+from sceneparser.inference.types import Backend
 
 TASK_NAME = "sceneparser_structured_parsing"
 DATASET_NAME = "SceneParserStructured"
@@ -133,8 +136,6 @@ def batches(items: Sequence, size: int) -> Iterable[Sequence]:
 
 
 def full_question_template(cfg: EvalConfig) -> str:
-    from sceneparser import prompts
-
     if cfg.level == "scene":
         return prompts.scene_question(cfg.question)
     return prompts.object_question(prompts.OBJ_PLACEHOLDER, cfg.question)
@@ -142,8 +143,6 @@ def full_question_template(cfg: EvalConfig) -> str:
 
 def manifest_settings(cfg: EvalConfig) -> dict:
     """The settings that change answers (a mismatch on resume is refused)."""
-    from sceneparser import prompts
-
     settings = {
         "level": cfg.level,
         "question": full_question_template(cfg),
@@ -235,8 +234,6 @@ def _load_val(cfg: EvalConfig) -> tuple[list[dict], list[int | None], list[dict]
     neutralises (e.g. a box of the wrong length set to null, where the reference would crash)
     are warnings and the record is kept.
     """
-    from sceneparser.data import records as records_mod
-
     path = Path(cfg.data)
     if not path.is_file():
         raise InputError(f"--data {path}: no such file")
@@ -278,7 +275,7 @@ def make_backend(cfg: EvalConfig, dist: _Dist):
         )
     if cfg.backend != "hf":
         raise InputError(f"--backend must be 'hf' or 'vllm', got {cfg.backend!r}")
-    from sceneparser.inference.backends import TransformersBackend
+    from sceneparser.inference.transformers_backend import TransformersBackend
 
     backend = TransformersBackend.from_pretrained(
         cfg.model,
@@ -295,13 +292,16 @@ def make_backend(cfg: EvalConfig, dist: _Dist):
     return backend
 
 
-def _request_factory(backend) -> Callable[[Any, str], Any]:
-    make = getattr(backend, "make_request", None)
-    if callable(make):
-        return make
-    from sceneparser.inference.backends import GenerationRequest
-
-    return lambda image, question: GenerationRequest(image=image, question=question)
+def open_eval_image(path: str | os.PathLike) -> tuple[Any, str | None]:
+    """``(image, None)`` or ``(None, problem)``: the image opened by the one loader
+    (:func:`sceneparser.images.open_image`), a problem (``image_missing`` or
+    ``image_undecodable: <reason>``) instead of an exception, so one bad file never stops a run."""
+    try:
+        return open_image(path, max_pixels=DEFAULT_MAX_IMAGE_PIXELS), None
+    except ImageError as exc:
+        if exc.code == "not_found":
+            return None, STATUS_IMAGE_MISSING
+        return None, f"{STATUS_IMAGE_UNDECODABLE}: {exc}"
 
 
 # ------------------------------------------------------------------------------------------
@@ -310,8 +310,6 @@ def _request_factory(backend) -> Callable[[Any, str], Any]:
 
 
 def _new_metric(level: str, **options):
-    from sceneparser.evaluation import metrics
-
     return metrics.SceneLevelMetric(**options) if level == "scene" else metrics.ObjectLevelMetric(**options)
 
 
@@ -321,15 +319,13 @@ def score_answers(rows: Sequence[dict], level: str) -> tuple[dict, dict, dict]:
     The filtered run ignores pseudo parts and none actions (the driver's ``--ignore_pseudo_part
     --ignore_none_action``); ``final`` is taken from it, as the driver does.
     """
-    from sceneparser.evaluation import final
-
     full = _new_metric(level)
     filtered = _new_metric(level, ignore_pseudo_part=True, ignore_none_action=True)
     for row in rows:
         full.update(row)
         filtered.update(row)
     filt_res = filtered.result()
-    return full.result(), filt_res, final.extract_final_metrics(filt_res)
+    return full.result(), filt_res, final_mod.extract_final_metrics(filt_res)
 
 
 class _RunningL1:
@@ -385,8 +381,9 @@ def _validate(cfg: EvalConfig) -> None:
         )
 
 
-def run_eval(cfg: EvalConfig, *, backend: Any = None, log: Callable[[str], None] = _log) -> EvalOutcome:
-    """Answer, merge and score as configured. ``backend`` overrides the one built from ``cfg``."""
+def run_eval(cfg: EvalConfig, *, backend: Backend | None = None, log: Callable[[str], None] = _log) -> EvalOutcome:
+    """Answer, merge and score as configured. ``backend`` (any :class:`~sceneparser.inference.types.Backend`)
+    overrides the one built from ``cfg``."""
     t_start = time.perf_counter()
     _validate(cfg)
     dist = _dist_context(cfg)
@@ -476,14 +473,11 @@ def _run(cfg: EvalConfig, dist: _Dist, backend: Any, log: Callable[[str], None],
         return EvalOutcome(out, dist.rank, dist.world, False, None, {"counts": counts, "timing": timing})
     t_merge = time.perf_counter()
     mask_report = gt_mask_report(samples)
-    n_rows = answer_io.write_jsonl_atomic(out / "answer.jsonl", merged)
+    n_rows = atomic.write_jsonl(out / "answer.jsonl", merged)
     full_res, filt_res, final = score_answers(merged, cfg.level)
-    from sceneparser.evaluation.final import final_metrics_text
-    from sceneparser.evaluation.metrics import result_text
-
-    answer_io.write_text_atomic(out / "eval_results_full.json", result_text(full_res))
-    answer_io.write_text_atomic(out / "eval_results_filtered.json", result_text(filt_res))
-    answer_io.write_text_atomic(out / "final_metrics.json", final_metrics_text(final))
+    atomic.write_text(out / "eval_results_full.json", metrics.result_text(full_res))
+    atomic.write_text(out / "eval_results_filtered.json", metrics.result_text(filt_res))
+    atomic.write_text(out / "final_metrics.json", final_mod.final_metrics_text(final))
     timing["merge_score_s"] = time.perf_counter() - t_merge
     timing["total_s"] = time.perf_counter() - t_start
     summary = _summary(cfg, merged, n_rows, samples, bad_lines, sample_problems, missing_images, counts, timing, dist)
@@ -498,25 +492,25 @@ def _run(cfg: EvalConfig, dist: _Dist, backend: Any, log: Callable[[str], None],
     if dist.torchrun:
         summary["ranks"] = per_rank
     summary["final_metrics"] = final
-    answer_io.write_json_atomic(out / "eval_summary.json", summary)
+    atomic.write_json(out / "eval_summary.json", summary)
     return EvalOutcome(out, dist.rank, dist.world, True, final, summary)
 
 
 def _answer(cfg, backend, todo, total, writer, running, timing, counts, *, show: bool) -> None:
-    """Generate, parse and durably append answers for ``todo``, batch by batch."""
-    from tqdm import tqdm
+    """Answer ``todo`` batch by batch through :meth:`SceneParser.parse_many` and durably append the answers.
 
-    from sceneparser.parsing import parse_prediction
-
-    make_request = _request_factory(backend)
+    Each batch's images are opened (by the one loader) in a background thread while the previous
+    batch generates; a sample whose image cannot be opened is not stored (it is re-checked on
+    every run and scored at merge time)."""
+    parser = SceneParser(backend, parse_mode=cfg.parse_mode, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS)
     root = cfg.image_root
 
-    def load_batch(batch: Sequence[EvalSample], previous: dict) -> dict[str, tuple[Any, str | None]]:
+    def open_batch(batch: Sequence[EvalSample], previous: dict) -> dict[str, tuple[Any, str | None]]:
         # an image's categories may continue from the previous batch: reuse what it opened
         got = {}
         for s in batch:
             if s.image_path not in got:
-                got[s.image_path] = previous.get(s.image_path) or load_image(resolve_image_path(s.image_path, root))
+                got[s.image_path] = previous.get(s.image_path) or open_eval_image(resolve_image_path(s.image_path, root))
         return got
 
     chunks = list(batches(todo, cfg.batch_size))
@@ -524,31 +518,18 @@ def _answer(cfg, backend, todo, total, writer, running, timing, counts, *, show:
                disable=not show, dynamic_ncols=True)
     t_loop = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sp-eval-images") as pool:
-        nxt = pool.submit(load_batch, chunks[0], {}) if chunks else None
+        nxt = pool.submit(open_batch, chunks[0], {}) if chunks else None
         for i, batch in enumerate(chunks):
             images = nxt.result()
-            nxt = pool.submit(load_batch, chunks[i + 1], images) if i + 1 < len(chunks) else None
-            rows: list[dict | None] = [None] * len(batch)
-            req_idx, requests = [], []
-            for j, s in enumerate(batch):
-                img, problem = images[s.image_path]
-                if problem is not None:
-                    counts["image_problems"] += 1
-                    continue  # not stored: re-checked (and retried) on every run, scored at merge
-                req_idx.append(j)
-                requests.append(make_request(img, s.question))
-            if requests:
-                t0 = time.perf_counter()
-                texts = backend.generate(requests)
-                timing["generate_s"] += time.perf_counter() - t0
-                if len(texts) != len(requests):
-                    raise RuntimeError(f"backend returned {len(texts)} answers for {len(requests)} requests")
-                for j, text in zip(req_idx, texts):
-                    s = batch[j]
-                    w, h = images[s.image_path][0].size
-                    pred = parse_prediction(text, w, h, mode=cfg.parse_mode)
-                    rows[j] = answer_record(s, pred, text, pred.status, pred.reason)
-            done = [r for r in rows if r is not None]
+            nxt = pool.submit(open_batch, chunks[i + 1], images) if i + 1 < len(chunks) else None
+            answerable = [s for s in batch if images[s.image_path][1] is None]
+            counts["image_problems"] += len(batch) - len(answerable)
+            t0 = time.perf_counter()
+            results = parser.parse_many(
+                {"image": images[s.image_path][0], "question": s.question, "key": s.image_path} for s in answerable
+            )
+            timing["generate_s"] += time.perf_counter() - t0
+            done = [answer_record(s, r.prediction, r.raw_text, r.status, r.reason) for s, r in zip(answerable, results)]
             writer.append(done)
             counts["answered_now"] += len(done)
             running.update(done)
@@ -574,7 +555,7 @@ def _merge(cfg: EvalConfig, samples: Sequence[EvalSample], parts_dir: Path):
             merged.append(row)
             continue
         if s.image_path not in problem_cache:
-            _, problem_cache[s.image_path] = load_image(resolve_image_path(s.image_path, cfg.image_root))
+            _, problem_cache[s.image_path] = open_eval_image(resolve_image_path(s.image_path, cfg.image_root))
         problem = problem_cache[s.image_path]
         if problem is None:
             pending.append(s)

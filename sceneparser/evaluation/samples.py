@@ -13,7 +13,7 @@ says otherwise), relative GT mask paths are rewritten to the absolute ``mask_roo
 masks that live next to the images (e.g. synthetic data) are actually used, and ``answer.jsonl``
 re-scores to the same numbers (``sceneparser metrics``) from any directory.
 
-Nothing here opens an image; :func:`load_image` does, for the runner.
+Nothing here opens an image; the runner does, with :func:`sceneparser.images.open_image`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Sequence
 
 from sceneparser import prompts
 
@@ -165,29 +165,3 @@ def resolve_image_path(image_path: str, image_root: str | os.PathLike | None = N
     if p.is_absolute() or image_root is None:
         return p
     return Path(image_root) / p
-
-
-def load_image(path: str | os.PathLike) -> tuple[Any, str | None]:
-    """Open an image as the reference does (RGB, no EXIF transpose).
-
-    Returns ``(image, None)`` or ``(None, problem)`` with problem ``"image_missing"`` or
-    ``"image_undecodable: <reason>"``; never raises for a bad file.
-    """
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB"), None
-    except FileNotFoundError:
-        return None, "image_missing"
-    except IsADirectoryError:
-        return None, "image_missing"
-    except Exception as exc:  # PIL raises many types for damaged files
-        return None, f"image_undecodable: {type(exc).__name__}: {exc}"
-
-
-def unique_images(samples: Iterable[EvalSample]) -> list[str]:
-    seen: dict[str, None] = {}
-    for s in samples:
-        seen.setdefault(s.image_path, None)
-    return list(seen)

@@ -1,14 +1,19 @@
-"""The Python API: ``SceneParser.from_pretrained(path).parse(image, query)``.
+"""The Python API, and the one path from (image, question) to a parsed answer.
 
->>> parser = SceneParser.from_pretrained("path/to/model")          # doctest: +SKIP
->>> result = parser.parse("kitchen.jpg", "mug")                    # doctest: +SKIP
->>> result.hierarchy.objects[0].parts[0].affordances[0].point      # doctest: +SKIP
->>> result.draw(result_image := ...)                               # doctest: +SKIP
+>>> parser = SceneParser.from_pretrained()                        # doctest: +SKIP
+>>> result = parser.parse("examples/scene.jpg", "mug")            # doctest: +SKIP
+>>> result.hierarchy.objects[0].parts[0].affordances[0].point     # doctest: +SKIP
 
 A query is an object category or phrase; it is put into the reference evaluation question
-(``prompts.object_question``). ``scene=True`` (or no query) asks for every object with
-``prompts.scene_question()``. Several queries on one image share the image prefix (see
-:mod:`sceneparser.inference.backends`).
+(:func:`sceneparser.prompts.object_question`). ``scene=True`` (or no query) asks for every object
+with :func:`sceneparser.prompts.scene_question`. ``question=`` asks a whole question verbatim (the
+HTTP service's chat route and ``sceneparser eval`` use it). Several questions on one image share
+the image prefix (see :mod:`sceneparser.inference.transformers_backend`).
+
+Every front end (the CLI, the HTTP service, the demo and ``sceneparser eval``) goes through
+:meth:`SceneParser.parse_many`: images are opened by :func:`sceneparser.images.open_image`, the
+backend (any :class:`~sceneparser.inference.types.Backend`) generates, and
+:func:`sceneparser.parsing.parse_prediction` reads the text against the image's own size.
 """
 
 from __future__ import annotations
@@ -19,14 +24,25 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from sceneparser import prompts
 from sceneparser.errors import InputError
+from sceneparser.hierarchy import Hierarchy
+from sceneparser.images import DEFAULT_MAX_IMAGE_PIXELS, open_image
+from sceneparser.inference.types import Backend, GenerationOutput, GenerationRequest, GenerationSettings
+from sceneparser.parsing import parse_prediction
+from sceneparser.viz import draw_hierarchy, format_tree
 
 _NO_DEFAULT = object()
 
 
 @dataclass
 class ParseResult:
-    """One parsed (image, query): pixel-coordinate hierarchy, reference prediction, raw text."""
+    """One parsed (image, question): pixel-coordinate hierarchy, reference prediction, raw text.
+
+    ``query`` is the category asked (``None`` for a scene query or a verbatim question);
+    ``prediction`` is the reference answer dict (``{"objects": [...]}``, bin coordinates turned
+    into pixels); ``status`` is ``ok``, ``repaired`` or ``failed`` with ``reason``.
+    """
 
     query: str | None
     question: str
@@ -35,7 +51,7 @@ class ParseResult:
     prediction: dict
     status: str
     reason: str | None
-    hierarchy: Any  # sceneparser.hierarchy.Hierarchy
+    hierarchy: Hierarchy
     image_size: tuple[int, int]
     image: str | None = None
     timing: dict = field(default_factory=dict)
@@ -65,19 +81,17 @@ class ParseResult:
 
     def draw(self, image, **options):
         """A copy of ``image`` (PIL image or path) with this result drawn on it."""
-        from sceneparser.viz import draw_hierarchy
-
         return draw_hierarchy(image, self.hierarchy, **options)
 
     def tree(self) -> str:
-        from sceneparser.viz import format_tree
-
         return format_tree(self.hierarchy, title=self.query if not self.scene else "scene")
 
 
 @dataclass
 class _Job:
-    image: Any  # loaded PIL image
+    """One question on one opened image."""
+
+    image: Any  # PIL image, RGB
     image_name: str | None
     key: Any
     query: str | None
@@ -85,20 +99,34 @@ class _Job:
     scene: bool
 
 
-def _check_query(query: Any) -> str:
-    if not isinstance(query, str):
-        raise InputError(f"a query must be a string, not {type(query).__name__}")
-    if not query.strip():
-        raise InputError("empty query: give an object category such as 'mug', or use scene=True")
-    return query
+def _check_text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"a {what} must be a string, not {type(value).__name__}")
+    if not value.strip():
+        if what == "query":
+            raise InputError("empty query: give an object category such as 'mug', or use scene=True")
+        raise InputError(f"empty {what}")
+    return value
+
+
+def _timing(wall: float, n: int, out: GenerationOutput) -> dict:
+    return {
+        "wall_s": round(wall, 6),
+        "num_queries_in_call": n,
+        "prefill_s": round(out.prefill_s, 6),
+        "decode_s": round(out.decode_s, 6),
+        "num_prompt_tokens": out.num_prompt_tokens,
+        "num_output_tokens": out.num_output_tokens,
+        "finish_reason": out.finish_reason,
+    }
 
 
 class SceneParser:
-    """Parse images into scene -> object -> part -> affordance hierarchies."""
+    """Parse images into scene -> object -> part -> affordance hierarchies with any :class:`Backend`."""
 
     def __init__(
         self,
-        backend,
+        backend: Backend,
         *,
         parse_mode: str = "reference",
         exif_transpose: bool = False,
@@ -107,8 +135,10 @@ class SceneParser:
         scene_template: str | None = None,
         model_path: str | None = None,
     ):
-        from sceneparser.model.processor import DEFAULT_MAX_IMAGE_PIXELS
-
+        if not isinstance(backend, Backend):
+            raise InputError(
+                f"backend must implement sceneparser.inference.types.Backend, got {type(backend).__name__}"
+            )
         if parse_mode not in ("reference", "repair"):
             raise InputError("parse_mode must be 'reference' or 'repair'")
         self.backend = backend
@@ -137,10 +167,10 @@ class SceneParser:
         **generation,
     ) -> "SceneParser":
         """Load a model directory, a hub id (via the huggingface_hub cache) or, with no path,
-        the shipped default model. ``**generation`` sets decoding options (see
-        :class:`~sceneparser.inference.backends.GenerationSettings`: ``max_new_tokens``,
+        the shipped default model, with the transformers backend. ``**generation`` sets decoding
+        options (:class:`~sceneparser.inference.types.GenerationSettings`: ``max_new_tokens``,
         ``repetition_penalty``, ``stop_strings``, ``batch_size``, ``prefix_reuse``, ``layout``, ...)."""
-        from sceneparser.inference.backends import GenerationSettings, TransformersBackend
+        from sceneparser.inference.transformers_backend import TransformersBackend
         from sceneparser.model.loading import load_model_dir, resolve_model_path
 
         settings = GenerationSettings.from_kwargs(**generation)
@@ -159,123 +189,113 @@ class SceneParser:
     @classmethod
     def from_model(cls, model, processor, *, parse_mode: str = "reference", **generation) -> "SceneParser":
         """Wrap an in-memory model + processor (e.g. right after training)."""
-        from sceneparser.inference.backends import GenerationSettings, TransformersBackend
+        from sceneparser.inference.transformers_backend import TransformersBackend
 
         return cls(TransformersBackend(model, processor, GenerationSettings.from_kwargs(**generation)), parse_mode=parse_mode)
 
     # ---- parsing -----------------------------------------------------------------------
 
-    def load_image(self, image):
-        """An image (path, bytes, file or PIL image) as RGB, with this parser's EXIF and size rules."""
-        from sceneparser.model.processor import load_image
+    def open_image(self, image, *, name: str | None = None):
+        """``image`` (path, bytes, file or PIL image) opened by :func:`sceneparser.images.open_image`
+        with this parser's EXIF and pixel-limit settings."""
+        return open_image(image, max_pixels=self.max_image_pixels, exif_transpose=self.exif_transpose, name=name)
 
-        return load_image(image, exif_transpose=self.exif_transpose, max_image_pixels=self.max_image_pixels)
-
-    def _jobs(
-        self, image, query, scene: bool, template: str | None, name: str | None = None, loaded: dict | None = None
-    ) -> tuple[list[_Job], bool]:
-        """Jobs for one image; also whether the caller asked for a list."""
-        from sceneparser import prompts
-
-        if scene and query is not None:
-            raise InputError("give either a query or scene=True, not both")
+    def _jobs(self, item: dict, loaded: dict) -> tuple[list[_Job], bool]:
+        """Jobs for one item; also whether its query was a list."""
+        image, query, question = item.get("image"), item.get("query"), item.get("question")
+        scene = bool(item.get("scene", False))
+        if sum(x is not None and x is not False for x in (query, question, scene or None)) > 1:
+            raise InputError("give either a query, a question or scene=True, not several")
         path_key = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        name = item.get("name")
         if name is None and path_key is not None:
             name = str(path_key)
-        if loaded is not None and path_key is not None and path_key in loaded:
+        if path_key is not None and path_key in loaded:
             img = loaded[path_key]
         else:
-            img = self.load_image(image)
-            if loaded is not None and path_key is not None:
+            img = self.open_image(image)
+            if path_key is not None:
                 loaded[path_key] = img
-        key = id(img)
+        key = item.get("key", id(img))
+        if question is not None:
+            return [_Job(img, name, key, None, _check_text(question, "question"), False)], False
         if query is None:
             q = prompts.scene_question(self.scene_template)
             return [_Job(img, name, key, None, q, True)], False
         as_list = isinstance(query, (list, tuple))
         queries = list(query) if as_list else [query]
-        tmpl = template if template is not None else self.template
-        jobs = [
-            _Job(img, name, key, _check_query(q), prompts.object_question(q, tmpl), False) for q in queries
-        ]
+        tmpl = item.get("template") or self.template
+        jobs = [_Job(img, name, key, _check_text(q, "query"), prompts.object_question(q, tmpl), False) for q in queries]
         return jobs, as_list
 
-    def parse(self, image, query: str | Sequence[str] | None = None, scene: bool = False, *, template: str | None = None):
+    def parse(
+        self,
+        image,
+        query: str | Sequence[str] | None = None,
+        scene: bool = False,
+        *,
+        question: str | None = None,
+        template: str | None = None,
+    ):
         """Parse one image. ``query``: a category (-> one :class:`ParseResult`), a list of categories
-        (-> a list, sharing the image prefix) or ``None``/``scene=True`` (every object).
+        (-> a list, sharing the image prefix) or ``None``/``scene=True`` (every object);
+        ``question``: a whole question asked verbatim (-> one result).
 
         ``image`` is a path, bytes, a file object or a PIL image. Coordinates in the result are
         pixels of the image as loaded (EXIF orientation ignored unless ``exif_transpose``)."""
-        jobs, as_list = self._jobs(image, query, scene, template)
+        item = {"image": image, "query": query, "scene": scene, "question": question, "template": template}
+        jobs, as_list = self._jobs(item, {})
         results = self._run(jobs)
         return results if as_list else results[0]
 
     def parse_many(self, items: Iterable[Any], *, progress: bool = False) -> list[ParseResult]:
-        """Parse many ``(image, query)`` pairs in batches, flattened in input order.
+        """Parse many items in batches, flattened in input order.
 
         An item is ``(image, query)`` with ``query`` a string, a list of strings or ``None``
-        (scene), or a dict ``{"image": ..., "query": ..., "scene": bool, "template": str,
-        "name": str}`` (``name`` is reported as ``result.image``). Queries on one image (the same
-        object or the same path) share the image prefix, across items too.
+        (scene), or a dict ``{"image": ..., "query": ..., "scene": bool, "question": str,
+        "template": str, "name": str, "key": hashable}`` (``name`` is reported as
+        ``result.image``; items with the same ``key``, by default the same image object or path,
+        share the image prefix, across items too).
         """
         jobs: list[_Job] = []
         loaded: dict = {}  # each image path is decoded once and its prefix shared
         for item in items:
-            name = None
             if isinstance(item, dict):
-                image = item.get("image")
-                query, scene, template = item.get("query"), bool(item.get("scene", False)), item.get("template")
-                name = item.get("name")
+                if "image" not in item:
+                    raise InputError("a parse_many dict item needs an 'image' key")
+                jobs += self._jobs(item, loaded)[0]
             elif isinstance(item, (list, tuple)) and len(item) == 2:
-                (image, query), scene, template = item, False, None
+                jobs += self._jobs({"image": item[0], "query": item[1]}, loaded)[0]
             else:
                 raise InputError("parse_many items are (image, query) pairs or dicts with an 'image' key")
-            jobs += self._jobs(image, query, scene, template, name=name, loaded=loaded)[0]
         return self._run(jobs, progress=progress)
 
     def _run(self, jobs: list[_Job], progress: bool = False) -> list[ParseResult]:
-        from sceneparser.hierarchy import Hierarchy
-        from sceneparser.inference.backends import GenerationRequest
-        from sceneparser.parsing import parse_prediction
-
         if not jobs:
             return []
         t0 = time.perf_counter()
         requests = [GenerationRequest(j.image, j.question, image_key=j.key) for j in jobs]
-        if hasattr(self.backend, "generate_detailed"):
-            outs = self.backend.generate_detailed(requests, progress=progress)
-            texts = [o.text for o in outs]
-        else:  # any backend with the plain generate(requests) -> list[str] interface
-            texts, outs = self.backend.generate(requests), [None] * len(jobs)
+        outs = self.backend.generate(requests, progress=progress)
+        if len(outs) != len(requests):
+            raise RuntimeError(f"backend {type(self.backend).__name__} returned {len(outs)} outputs for {len(requests)} requests")
         wall = time.perf_counter() - t0
         results = []
-        for job, text, out in zip(jobs, texts, outs):
+        for job, out in zip(jobs, outs):
             w, h = job.image.size
-            pred = parse_prediction(text, w, h, mode=self.parse_mode)
-            timing = {"wall_s": round(wall, 6), "num_queries_in_call": len(jobs)}
-            if out is not None:
-                timing.update(
-                    {
-                        "prefill_s": round(out.prefill_s, 6),
-                        "decode_s": round(out.decode_s, 6),
-                        "num_prompt_tokens": out.num_prompt_tokens,
-                        "num_output_tokens": out.num_output_tokens,
-                        "finish_reason": out.finish_reason,
-                    }
-                )
+            pred = parse_prediction(out.text, w, h, mode=self.parse_mode)
             results.append(
                 ParseResult(
                     query=job.query,
                     question=job.question,
                     scene=job.scene,
-                    raw_text=text,
+                    raw_text=out.text,
                     prediction=pred,
                     status=pred.status,
                     reason=pred.reason,
                     hierarchy=Hierarchy.from_prediction(pred),
                     image_size=(w, h),
                     image=job.image_name,
-                    timing=timing,
+                    timing=_timing(wall, len(jobs), out),
                 )
             )
         return results

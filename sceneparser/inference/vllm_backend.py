@@ -1,10 +1,10 @@
 """vLLM generation backend (optional extra ``sceneparser[vllm]``; GPU).
 
-Same interface as the transformers backend: ``generate(requests) -> list[str]`` where each
-request has ``.image`` (PIL) and ``.question``. ``vllm`` is imported only when this backend is
-constructed, so nothing else in the package needs it.
+Implements the :class:`~sceneparser.inference.types.Backend` contract like the transformers
+backend: ``generate(requests) -> list[GenerationOutput]``. ``vllm`` is imported only when this
+backend is constructed, so nothing else in the package needs it.
 
-Reference settings (evaluation.md §3.2):
+Reference settings (docs/reference.md, *decoding*):
 
 * engine: ``LLM(model=P, limit_mm_per_prompt={"image": 10, "video": 10}, max_model_len=4096,
   gpu_memory_utilization=0.8, tensor_parallel_size=1, trust_remote_code=True)``, dtype "auto";
@@ -23,7 +23,7 @@ Two deliberate differences:
   saved once into a cache directory, with ``tokenizer_mode="auto"``.
 * **Prefix caching on** (``enable_prefix_caching=True``): all categories of an image share the
   system + image prefix. It does not change greedy outputs beyond vLLM's usual batch numerics
-  (evaluation.md §11.28).
+  (docs/reference.md, *known-bugs*).
 
 Under ``torchrun`` each rank gets one whole engine on GPU ``LOCAL_RANK`` (data parallel): the
 torchrun variables are hidden from vLLM while it starts, so it builds its own one-GPU world.
@@ -37,7 +37,14 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from PIL import Image
+
+from sceneparser import prompts
 from sceneparser.errors import ModelLoadError, require
+from sceneparser.images import to_rgb
+from sceneparser.inference.types import Backend, GenerationOutput, GenerationRequest, GenerationSettings
+from sceneparser.model import tokenizer as tok_mod
+from sceneparser.model.processor import smart_resize
 
 STOP_STRINGS = ("<|im_end|>", "<0><0><0><0>")
 LIMIT_MM_PER_PROMPT = {"image": 10, "video": 10}
@@ -48,7 +55,7 @@ _TORCHRUN_VARS = (
 
 
 def sampling_kwargs(max_new_tokens: int = 2048) -> dict:
-    """The reference ``SamplingParams`` arguments (evaluation.md §3.2)."""
+    """The reference ``SamplingParams`` arguments (docs/reference.md, *decoding*)."""
     return {
         "max_tokens": int(max_new_tokens),
         "temperature": 0.0,
@@ -97,12 +104,7 @@ def engine_kwargs(
 def prepare_input(image: Any, question: str, *, min_pixels: int = 12544, max_pixels: int = 2007040,
                   layout: str = "inference") -> dict:
     """One vLLM prompt dict: reference ChatML text plus the smart-resized RGB image."""
-    from PIL import Image
-
-    from sceneparser import prompts
-    from sceneparser.model.processor import smart_resize
-
-    img = image if image.mode == "RGB" else image.convert("RGB")
+    img = to_rgb(image)
     w, h = img.size
     rh, rw = smart_resize(h, w, factor=28, min_pixels=min_pixels, max_pixels=max_pixels)
     if (rw, rh) != (w, h):
@@ -117,8 +119,6 @@ def tokenizer_dir(model_path: str | os.PathLike, cache_dir: str | os.PathLike | 
     a Rex-Omni-layout checkpoint (reused ids, no ``tokenizer.json``) is converted once by
     :func:`sceneparser.model.tokenizer.load_tokenizer` and saved under the cache.
     """
-    from sceneparser.model import tokenizer as tok_mod
-
     path = Path(model_path)
     if not path.is_dir():
         return str(model_path)  # a hub id: vLLM resolves it (the caller accepts its tokenizer)
@@ -162,7 +162,7 @@ def _single_gpu_world(local_rank: int | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
-class VLLMBackend:
+class VLLMBackend(Backend):
     """Batched generation with vLLM and the reference engine/sampling settings."""
 
     def __init__(
@@ -208,14 +208,30 @@ class VLLMBackend:
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"vLLM could not load {model_path}: {exc}") from exc
         self.sampling = vllm.SamplingParams(**sampling_kwargs(max_new_tokens))
+        self.settings = GenerationSettings(
+            max_new_tokens=int(max_new_tokens), max_context=int(max_model_len), stop_strings=STOP_STRINGS[1:]
+        )
 
-    def generate(self, requests: Sequence[Any]) -> list[str]:
-        """Raw answer text per request (stop strings excluded, special tokens kept)."""
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[GenerationOutput]:
+        """One output per request (stop strings excluded, special tokens kept)."""
         if not requests:
             return []
         inputs = [
             prepare_input(r.image, r.question, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
             for r in requests
         ]
-        outputs = self.llm.generate(inputs, self.sampling, use_tqdm=False)
-        return [o.outputs[0].text for o in outputs]
+        outputs = self.llm.generate(inputs, self.sampling, use_tqdm=progress)
+        return [_output(o) for o in outputs]
+
+
+def _output(result: Any) -> GenerationOutput:
+    """A vLLM ``RequestOutput`` as a :class:`GenerationOutput` (``finish_reason`` ``stop`` or ``length``)."""
+    first = result.outputs[0]
+    metrics = getattr(result, "metrics", None)
+    return GenerationOutput(
+        text=first.text,
+        token_ids=list(first.token_ids or ()),
+        num_prompt_tokens=len(result.prompt_token_ids or ()),
+        finish_reason=first.finish_reason or "stop",
+        decode_s=float(getattr(metrics, "decode_time", 0.0) or 0.0) if metrics is not None else 0.0,
+    )

@@ -21,7 +21,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sceneparser.errors import ModelLoadError
+from sceneparser.errors import InputError, ModelLoadError
+from sceneparser.model.processor import ImageProcessor, SceneParserProcessor
+from sceneparser.model.tokenizer import load_tokenizer, save_tokenizer
 
 EXTRA_FILE = "sceneparser.json"
 
@@ -34,12 +36,8 @@ def resolve_device(device: Any = None):
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError) as exc:
-            from sceneparser.errors import InputError
-
             raise InputError(f"unknown device {device!r} (use cpu, cuda, cuda:N or mps)") from exc
         if dev.type == "cuda" and not torch.cuda.is_available():
-            from sceneparser.errors import InputError
-
             raise InputError("device 'cuda' requested but CUDA is not available on this machine")
         return dev
     if torch.cuda.is_available():
@@ -72,17 +70,13 @@ def resolve_dtype(dtype: Any, device) -> Any:
         return dtype
     name = _DTYPES.get(str(dtype).lower().replace("torch.", ""))
     if name is None:
-        from sceneparser.errors import InputError
-
         raise InputError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
     return getattr(torch, name)
 
 
 def default_model_dir() -> Path:
     """Where the shipped default model lives: ``sceneparser/assets/default_model/``."""
-    import sceneparser
-
-    return Path(sceneparser.__file__).resolve().parent / "assets" / "default_model"
+    return Path(__file__).resolve().parent.parent / "assets" / "default_model"
 
 
 def model_pixel_range(model_dir: str | os.PathLike, fallback: tuple[int, int]) -> tuple[int, int]:
@@ -197,7 +191,6 @@ def save_processor_files(processor, path: str | os.PathLike) -> Path:
     With the weights and ``config.json`` beside them (a training ``checkpoint-N`` directory)
     this makes a complete model directory.
     """
-    from sceneparser.model.tokenizer import save_tokenizer
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -231,8 +224,6 @@ def read_extra(path: str | os.PathLike) -> dict:
 
 def load_processor(path: str | os.PathLike, config=None):
     """The :class:`SceneParserProcessor` of a model directory, configured from its model config."""
-    from sceneparser.model.processor import ImageProcessor, SceneParserProcessor
-    from sceneparser.model.tokenizer import load_tokenizer
 
     path = Path(path)
     if config is None:

@@ -10,33 +10,31 @@
 * :class:`SceneParserProcessor` expands each ``<|image_pad|>`` to the image's token count,
   tokenises, pads (left by default) and always returns ``mm_token_type_ids``: without it
   transformers 5 silently gives the model 1D positions instead of M-RoPE (rex_omni.md §0).
-* :func:`load_image` opens user images safely (pixel limit checked before decoding, 16-bit and
-  palette modes converted, EXIF transpose optional).
+* Images are opened by :func:`sceneparser.images.open_image` (the one loader); a PIL image given
+  here is converted with :func:`sceneparser.images.to_rgb`.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image
 
 from sceneparser.errors import InputError, ModelLoadError
+from sceneparser.images import MAX_ASPECT_RATIO, to_rgb
 
 IMAGE_FACTOR = 28
 MIN_PIXELS = 12544  # 16 * 28 * 28
 MAX_PIXELS = 2007040  # 2560 * 28 * 28
-MAX_RATIO = 200
+MAX_RATIO = MAX_ASPECT_RATIO
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-#: Default limit on the decoded size of an input image (width * height), checked before decoding.
-DEFAULT_MAX_IMAGE_PIXELS = 12_000 * 12_000
 
 IMAGE_PAD = "<|image_pad|>"
 
@@ -80,114 +78,6 @@ def smart_resize(
 
 
 # --------------------------------------------------------------------------------------------
-# Image loading
-# --------------------------------------------------------------------------------------------
-
-
-def to_rgb(image):
-    """Convert any PIL mode to 8-bit RGB (as the reference's ``convert("RGB")``, plus 16-bit/float).
-
-    Alpha is dropped like PIL's ``convert("RGB")`` (the reference opens images that way). 16-bit
-    and 32-bit integer / float greyscale images are scaled to 0..255 instead of being clipped.
-    """
-    from PIL import Image
-
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        if mode.startswith("I;16"):
-            arr = arr / 257.0
-        elif mode == "I":
-            hi = float(arr.max()) if arr.size else 0.0
-            arr = arr / 257.0 if hi > 255 else arr
-        else:  # float: assume 0..1 when it fits, else min-max
-            lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
-            arr = arr * 255.0 if (lo >= 0.0 and hi <= 1.0) else (arr - lo) / max(hi - lo, 1e-12) * 255.0
-        grey = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
-        return grey.convert("RGB")
-    if mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    return image.convert("RGB")
-
-
-def load_image(
-    source: Any,
-    *,
-    exif_transpose: bool = False,
-    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
-):
-    """Open an image (path, bytes, file object or PIL image) as an 8-bit RGB PIL image.
-
-    Raises :class:`InputError` for missing, empty, corrupt or truncated files and for images whose
-    header announces more than ``max_image_pixels`` pixels (checked before decoding, so a
-    decompression bomb never allocates). EXIF orientation is ignored by default, as in the
-    reference; ``exif_transpose=True`` applies it.
-    """
-    from PIL import Image, ImageOps
-
-    name = "<image>"
-    if isinstance(source, Image.Image):
-        img = source
-        _check_pixels(img.size, max_image_pixels, name)
-    else:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            if len(source) == 0:
-                raise InputError("image data is empty (0 bytes)")
-            fh: Any = io.BytesIO(bytes(source))
-        elif isinstance(source, (str, os.PathLike)):
-            name = str(source)
-            p = Path(source)
-            if not p.exists():
-                raise InputError(f"image not found: {name}")
-            if not p.is_file():
-                raise InputError(f"not a file: {name}")
-            if p.stat().st_size == 0:
-                raise InputError(f"image file is empty (0 bytes): {name}")
-            fh = open(p, "rb")
-        elif hasattr(source, "read"):
-            fh = source
-        else:
-            raise InputError(f"cannot read an image from a {type(source).__name__}")
-        try:
-            with warnings.catch_warnings():
-                # our own limit (below) replaces PIL's warning; PIL still refuses > 2x its limit
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(fh)  # reads the header only
-                _check_pixels(img.size, max_image_pixels, name)
-                img.load()
-        except InputError:
-            raise
-        except Image.DecompressionBombError as exc:
-            raise InputError(f"image {name} is too large to decode safely: {exc}") from exc
-        except Exception as exc:  # UnidentifiedImageError, truncated data, OSError, SyntaxError ...
-            raise InputError(f"cannot decode image {name}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            if isinstance(source, (str, os.PathLike)):
-                fh.close()
-    if img.size[0] <= 0 or img.size[1] <= 0:
-        raise InputError(f"image {name} has zero size {img.size}")
-    if exif_transpose:
-        try:
-            img = ImageOps.exif_transpose(img)
-        except Exception as exc:  # a broken EXIF block must not lose the image
-            warnings.warn(f"ignoring unreadable EXIF orientation of {name}: {exc}")
-    return to_rgb(img)
-
-
-def _check_pixels(size: tuple[int, int], limit: int | None, name: str) -> None:
-    w, h = size
-    if w <= 0 or h <= 0:
-        raise InputError(f"image {name} has zero size ({w}x{h})")
-    if limit is not None and w * h > limit:
-        raise InputError(
-            f"image {name} is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} "
-            "(possible decompression bomb); resize it or raise the limit (max_image_pixels)"
-        )
-
-
-# --------------------------------------------------------------------------------------------
 # Image processor
 # --------------------------------------------------------------------------------------------
 
@@ -228,8 +118,6 @@ class ImageProcessor:
         return (h // self.factor) * (w // self.factor)
 
     def resize(self, image):
-        from PIL import Image
-
         image = to_rgb(image)
         w, h = self.resized_size(*image.size)
         if (w, h) == image.size:
@@ -508,13 +396,10 @@ class SceneParserProcessor:
 
 
 __all__ = [
-    "DEFAULT_MAX_IMAGE_PIXELS",
     "ImageProcessor",
     "SceneParserProcessor",
     "UserText",
     "chat_pieces",
-    "load_image",
     "smart_resize",
     "split_prefix",
-    "to_rgb",
 ]

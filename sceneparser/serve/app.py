@@ -2,7 +2,7 @@
 ``/v1/models`` and ``/health``, in front of a :class:`~sceneparser.serve.batching.DynamicBatcher`.
 
 :func:`create_app` takes the *batch function* (``list[ParseJob] -> list[list[result dict]]``,
-see :mod:`sceneparser.serve.engine`) rather than a model, so the HTTP layer is testable on its own
+see :mod:`sceneparser.serve.jobs`) rather than a model, so the HTTP layer is testable on its own
 and the model stays behind one callable. Every client error is a 4xx with an OpenAI-style JSON
 body ``{"error": {"message", "type", "code", "param"}}``; the server never fetches URLs.
 """
@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sceneparser.errors import SceneParserError
 from sceneparser.serve.batching import DynamicBatcher, QueueFullError, UnavailableError
-from sceneparser.serve.images import RequestError, decode_base64_image, load_image
+from sceneparser.serve.images import RequestError, decode_base64_image, open_upload
 from sceneparser.serve.schemas import (
     ChatCompletionRequest,
     ImageURL,
@@ -228,7 +228,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
 
     ``batch_fn(jobs)`` returns, for each :class:`ParseJob`, a list with one result dict per
     prompt (keys ``objects``, ``raw_text``, ``status``, ``reason``, ``query``, ``width``,
-    ``height``, ``timing``; see :func:`sceneparser.serve.engine.result_to_dict`).
+    ``height``, ``timing``; see :func:`sceneparser.serve.jobs.result_to_dict`).
     """
     cfg = config or ServeConfig()
     batcher = DynamicBatcher(
@@ -308,7 +308,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
 
     async def read_image_bytes(data: bytes) -> Any:
         return await run_in_threadpool(
-            load_image, data, max_pixels=cfg.max_image_pixels, exif_transpose=cfg.exif_transpose
+            open_upload, data, max_pixels=cfg.max_image_pixels, exif_transpose=cfg.exif_transpose
         )
 
     # -- endpoints

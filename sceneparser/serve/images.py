@@ -1,23 +1,21 @@
-"""Safe image intake for the HTTP service and the demo.
+"""Image intake for the HTTP service: base64 / data-URL decoding and error mapping.
 
 Everything here is pure and raises :class:`RequestError` (a status code plus a message) for bad
-input. The byte cap is enforced before the body is read (see ``app.BodyLimitMiddleware``); the
-pixel cap here is checked from the image *header*, before any pixel is decoded. No URL is ever
-fetched: only inline base64 (plain or as a ``data:`` URL) and uploaded files are accepted.
+input. The byte cap is enforced before the body is read (see ``app.BodyLimitMiddleware``); images
+are opened by the one loader, :func:`sceneparser.images.open_image` (pixel cap checked from the
+header before any pixel is decoded), so the service accepts and converts exactly what the CLI
+does. No URL is ever fetched: only inline base64 (plain or as a ``data:`` URL) and uploaded files.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import re
-import warnings
 
-from PIL import Image, ImageOps
+from PIL import Image
 
-#: Formats a client may send. Anything else (PDF, SVG, PSD, ...) is rejected before decoding.
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+from sceneparser.images import ImageError, open_image
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
 
@@ -72,52 +70,22 @@ def decode_base64_image(value: str, *, max_bytes: int, param: str = "image") -> 
     return data
 
 
-def load_image(data: bytes, *, max_pixels: int, exif_transpose: bool = False, param: str = "image") -> Image.Image:
-    """Decode image bytes into an RGB PIL image, refusing oversized or broken images.
+#: HTTP status and error code of each :class:`~sceneparser.images.ImageError` code
+_STATUS = {
+    "empty": (400, "invalid_image"),
+    "not_found": (400, "invalid_image"),
+    "unsupported": (400, "invalid_image"),
+    "corrupt": (400, "invalid_image"),
+    "bad_size": (400, "invalid_image"),
+    "too_many_pixels": (413, "too_many_pixels"),
+}
 
-    The size is read from the header and checked against ``max_pixels`` before decoding, so a
-    decompression bomb never allocates its pixels. EXIF orientation is applied, so coordinates
-    refer to the image as a browser shows it.
-    """
-    if not data:
-        raise RequestError(400, f"'{param}' is empty", param=param)
+
+def open_upload(data: bytes, *, max_pixels: int, exif_transpose: bool = False, param: str = "image") -> Image.Image:
+    """Uploaded image bytes opened by the one loader (:func:`sceneparser.images.open_image`), its
+    problems as a :class:`RequestError` naming ``param`` (400, or 413 for too many pixels)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except Image.DecompressionBombError:
-        raise RequestError(413, f"'{param}' has more pixels than allowed", code="too_many_pixels", param=param) from None
-    except Exception:  # noqa: BLE001 - UnidentifiedImageError, OSError, struct.error, ...: all "not an image"
-        raise RequestError(
-            400,
-            f"'{param}' is not a readable image (accepted formats: {', '.join(ALLOWED_FORMATS)})",
-            code="invalid_image",
-            param=param,
-        ) from None
-    width, height = img.size
-    if width < 1 or height < 1:
-        raise RequestError(400, f"'{param}' has an empty size {width}x{height}", code="invalid_image", param=param)
-    if width * height > max_pixels:
-        raise RequestError(
-            413,
-            f"'{param}' is {width}x{height} = {width * height} pixels, over the cap of {max_pixels} "
-            "(downscale it, or start the server with a larger --max-image-pixels)",
-            code="too_many_pixels",
-            param=param,
-        )
-    if max(width, height) / min(width, height) > 200:
-        raise RequestError(
-            400, f"'{param}' is {width}x{height}: aspect ratio over 200 is not supported", code="invalid_image", param=param
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img.load()  # decode now, so a truncated file fails here and not inside the model
-            if exif_transpose:
-                img = ImageOps.exif_transpose(img) or img
-            rgb = img.convert("RGB")
-    except Exception:  # noqa: BLE001 - truncated data, bad chunks, decoder errors
-        raise RequestError(
-            400, f"'{param}' is truncated or corrupt and cannot be decoded", code="invalid_image", param=param
-        ) from None
-    return rgb
+        return open_image(data, max_pixels=max_pixels, exif_transpose=exif_transpose, name=f"'{param}'")
+    except ImageError as exc:
+        status, code = _STATUS.get(exc.code, (400, "invalid_image"))
+        raise RequestError(status, str(exc), code=code, param=param) from None

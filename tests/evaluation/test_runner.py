@@ -20,13 +20,14 @@ from sceneparser.errors import InputError
 from sceneparser.evaluation import answers
 from sceneparser.evaluation.runner import EvalConfig, format_summary, run_eval
 from sceneparser.evaluation.samples import build_samples
+from sceneparser.inference.types import Backend, GenerationOutput
 
 
 class Crash(RuntimeError):
     pass
 
 
-class Oracle:
+class Oracle(Backend):
     """Answers with the GT of the asked category, encoded as the model would write it."""
 
     def __init__(self, data_dir, *, crash_after=None, truncate=False):
@@ -51,7 +52,7 @@ class Oracle:
             parts.append({"part_name": p["part_name"], "bbox": box_to_tokens(p["part_bbox"], w, h), "affordances": affs})
         return {"name": o["phrase"], "bbox": box_to_tokens(o["object_bbox"], w, h), "parts": parts}
 
-    def generate(self, requests):
+    def generate(self, requests, *, progress=False):
         self.calls += 1
         if self.crash_after is not None and self.calls > self.crash_after:
             raise Crash("simulated crash")
@@ -63,7 +64,7 @@ class Oracle:
             cat = None if r.question == prompts.scene_question() else m.group(1)  # None: a scene query
             objs = [self._encode(o, w, h) for o in rec["objects"] if o.get("phrase") and cat in (None, o["phrase"])]
             text = json.dumps({"objects": objs})
-            out.append(text[:-3] if self.truncate else text)
+            out.append(GenerationOutput(text[:-3] if self.truncate else text, [], 0, "stop"))
         return out
 
 

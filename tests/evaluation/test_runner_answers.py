@@ -61,14 +61,6 @@ def test_second_writer_on_the_same_file_is_refused(tmp_path):
             answers.AnswerWriter(path).open()
 
 
-def test_atomic_writers(tmp_path):
-    answers.write_jsonl_atomic(tmp_path / "x.jsonl", [_row(0), _row(3)])
-    assert answers.read_answers(tmp_path / "x.jsonl") == [_row(0), _row(3)]
-    answers.write_json_atomic(tmp_path / "x.json", {"L1": 0.5})
-    assert json.loads((tmp_path / "x.json").read_text()) == {"L1": 0.5}
-    assert not list(tmp_path.glob("*.tmp"))
-
-
 def _manifest(tmp_path, *, data_text="{}\n", settings=None, model_bytes=b"w"):
     data = tmp_path / "val.jsonl"
     data.write_text(data_text)

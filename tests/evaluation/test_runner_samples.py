@@ -9,7 +9,6 @@ import pytest
 from sceneparser.evaluation.ground_truth import build_gt_for_category
 from sceneparser.evaluation.samples import (
     build_samples,
-    load_image,
     record_categories,
     resolve_image_path,
     shard_range,
@@ -85,15 +84,17 @@ def test_shards_split_like_the_reference_driver(n, k):
         assert r.start == min(i * size, n) and len(r) <= size
 
 
-def test_load_image_reports_missing_and_undecodable(tmp_path):
+def test_open_eval_image_reports_missing_and_undecodable(tmp_path):
+    from sceneparser.evaluation.runner import open_eval_image
+
     from PIL import Image
 
     Image.new("RGBA", (8, 6), (1, 2, 3, 4)).save(tmp_path / "ok.png")
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
-    img, problem = load_image(tmp_path / "ok.png")
+    img, problem = open_eval_image(tmp_path / "ok.png")
     assert problem is None and img.mode == "RGB" and img.size == (8, 6)
-    assert load_image(tmp_path / "nope.png") == (None, "image_missing")
-    img, problem = load_image(tmp_path / "bad.jpg")
+    assert open_eval_image(tmp_path / "nope.png") == (None, "image_missing")
+    img, problem = open_eval_image(tmp_path / "bad.jpg")
     assert img is None and problem.startswith("image_undecodable:")
     assert resolve_image_path("a/b.png", tmp_path) == tmp_path / "a" / "b.png"
     assert resolve_image_path("/x/b.png", tmp_path).as_posix() == "/x/b.png"

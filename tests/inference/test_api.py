@@ -122,3 +122,26 @@ def test_from_model_in_memory():
     model, processor = build_tiny(seed=0)
     sp = SceneParser.from_model(model, processor, max_new_tokens=3)
     assert sp.parse(_img(), "mug").timing["num_output_tokens"] <= 3
+
+
+def test_a_question_is_asked_verbatim_and_equals_the_templated_query(parser):
+    from sceneparser.prompts import object_question
+
+    img = _img(seed=4)
+    by_query = parser.parse(img, "mug")
+    by_question = parser.parse(img, question=object_question("mug"))
+    assert by_question.question == by_query.question and by_question.query is None and not by_question.scene
+    assert by_question.raw_text == by_query.raw_text
+    (many,) = parser.parse_many([{"image": img, "question": "Find [OBJ] please."}])
+    assert many.question == "Find [OBJ] please."  # no template: asked exactly as given
+    with pytest.raises(InputError, match="question"):
+        parser.parse(img, question="  ")
+
+
+def test_backend_must_implement_the_contract():
+    class NotABackend:
+        def generate(self, requests):
+            return ["{}"] * len(requests)
+
+    with pytest.raises(InputError, match="Backend"):
+        SceneParser(NotABackend())

@@ -69,7 +69,8 @@ def test_vllm_matches_transformers_backend_on_the_tiny_model(tiny_model_dir, syn
 
     from PIL import Image
 
-    from sceneparser.evaluation.runner import EvalConfig, make_backend, _Dist, _request_factory
+    from sceneparser.evaluation.runner import EvalConfig, make_backend, _Dist
+    from sceneparser.inference.types import GenerationRequest
 
     rows = [json.loads(x) for x in (synth_dir / "val.jsonl").read_text().splitlines() if x.strip()]
     reqs_src = []
@@ -80,9 +81,8 @@ def test_vllm_matches_transformers_backend_on_the_tiny_model(tiny_model_dir, syn
     dist = _Dist(0, 1, 0, False)
     cfg = EvalConfig(model=str(tiny_model_dir), data="", out="", max_new_tokens=24, device="cuda:0", dtype="float32")
     hf = make_backend(cfg, dist)
-    make = _request_factory(hf)
-    hf_text = hf.generate([make(i, q) for i, q in reqs_src])
+    hf_text = [o.text for o in hf.generate([GenerationRequest(i, q) for i, q in reqs_src])]
     del hf
     vl = vb.VLLMBackend(tiny_model_dir, max_new_tokens=24, dtype="float32", gpu_memory_utilization=0.3)
-    vl_text = vl.generate([make(i, q) for i, q in reqs_src])
+    vl_text = [o.text for o in vl.generate([GenerationRequest(i, q) for i, q in reqs_src])]
     assert vl_text == hf_text

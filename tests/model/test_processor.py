@@ -3,9 +3,6 @@ mm_token_type_ids, CoordConv channels, and safe image loading."""
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -17,7 +14,6 @@ from sceneparser.model.processor import (
     SceneParserProcessor,
     UserText,
     chat_pieces,
-    load_image,
     smart_resize,
     split_prefix,
 )
@@ -155,87 +151,3 @@ def test_image_processor_config_round_trip(tmp_path):
     (tmp_path / "preprocessor_config.json").write_text('{"size": {"shortest_edge": 3136, "longest_edge": 12845056}}')
     ref = ImageProcessor.from_pretrained(tmp_path)
     assert (ref.min_pixels, ref.max_pixels, ref.coord_channels) == (3136, 12845056, False)
-
-
-# ---------------------------------------------------------------------------------------------
-# load_image: bad input
-# ---------------------------------------------------------------------------------------------
-
-
-def _png_bytes(img, **kw):
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", **kw)
-    return buf.getvalue()
-
-
-def _bomb_png(width, height):
-    """A tiny PNG whose header claims width x height pixels (never decoded by load_image)."""
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
-
-
-def test_load_image_errors(tmp_path):
-    with pytest.raises(InputError, match="not found"):
-        load_image(tmp_path / "missing.png")
-    (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(InputError, match="empty"):
-        load_image(tmp_path / "empty.png")
-    (tmp_path / "corrupt.png").write_bytes(b"this is not an image")
-    with pytest.raises(InputError, match="cannot decode"):
-        load_image(tmp_path / "corrupt.png")
-    data = _png_bytes(_noise(64, 64))
-    (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="cannot decode"):
-        load_image(tmp_path / "truncated.png")
-    with pytest.raises(InputError, match="empty"):
-        load_image(b"")
-    with pytest.raises(InputError):
-        load_image(12345)
-
-
-def test_decompression_bomb_is_refused_before_decoding(tmp_path):
-    (tmp_path / "bomb.png").write_bytes(_bomb_png(100_000, 100_000))
-    with pytest.raises(InputError, match="pixels"):
-        load_image(tmp_path / "bomb.png")
-    with pytest.raises(InputError, match="limit"):
-        load_image(_png_bytes(_noise(50, 50)), max_image_pixels=100)
-
-
-@pytest.mark.parametrize("mode", ["CMYK", "LA", "P", "RGBA", "L", "1", "I;16", "I", "F"])
-def test_modes_become_rgb(mode):
-    base = _noise(40, 30)
-    if mode == "I;16":
-        img = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257)
-        assert img.mode == "I;16"
-    elif mode == "I":
-        img = Image.fromarray(np.asarray(base.convert("L"), dtype=np.int32) * 257)
-    elif mode == "F":
-        img = Image.fromarray(np.asarray(base.convert("L"), dtype=np.float32) / 255.0)
-    else:
-        img = base.convert(mode)
-    out = load_image(img)
-    assert out.mode == "RGB" and out.size == (40, 30)
-    if mode in ("I;16", "I", "F", "L"):  # greyscale values survive (scaled, not clipped to white)
-        grey = np.asarray(base.convert("L"), dtype=np.int32)
-        assert np.abs(np.asarray(out)[..., 0].astype(np.int32) - grey).max() <= 1
-
-
-def test_sixteen_bit_png_file(tmp_path):
-    arr = (np.arange(64 * 32, dtype=np.uint16).reshape(32, 64) * 31).astype(np.uint16)
-    Image.fromarray(arr).save(tmp_path / "deep.png")
-    out = load_image(tmp_path / "deep.png")
-    assert out.mode == "RGB" and out.size == (64, 32)
-    assert 0 < np.asarray(out).mean() < 255
-
-
-def test_exif_transpose_off_by_default(tmp_path):
-    img = _noise(60, 20)
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees on display
-    img.save(tmp_path / "rot.jpg", exif=exif)
-    assert load_image(tmp_path / "rot.jpg").size == (60, 20)
-    assert load_image(tmp_path / "rot.jpg", exif_transpose=True).size == (20, 60)

@@ -8,6 +8,6 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_parser(tiny_model_dir):
     """The tiny random model behind the real API, with short answers so tests stay fast."""
-    from sceneparser.serve.engine import load_parser
+    from sceneparser.serve.jobs import load_parser
 
     return load_parser(str(tiny_model_dir), max_new_tokens=12, batch_size=8)

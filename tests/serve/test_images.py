@@ -10,7 +10,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from sceneparser.serve.images import RequestError, decode_base64_image, load_image
+from sceneparser.serve.images import RequestError, decode_base64_image, open_upload
 
 
 def png_bytes(size=(32, 24), color=(200, 30, 30)) -> bytes:
@@ -33,7 +33,7 @@ def test_base64_and_data_url_round_trip():
     b64 = base64.b64encode(raw).decode()
     assert decode_base64_image(b64, max_bytes=10_000) == raw
     assert decode_base64_image("data:image/png;base64," + b64, max_bytes=10_000) == raw
-    img = load_image(raw, max_pixels=10_000)
+    img = open_upload(raw, max_pixels=10_000)
     assert img.size == (32, 24) and img.mode == "RGB"
 
 
@@ -63,10 +63,10 @@ def test_base64_over_byte_cap_is_refused_before_decoding():
 def test_pixel_cap_is_checked_from_the_header():
     bomb = lying_png(60_000, 60_000)  # 3.6 G pixels declared, ~70 bytes on the wire
     with pytest.raises(RequestError) as err:
-        load_image(bomb, max_pixels=4096 * 4096)
+        open_upload(bomb, max_pixels=4096 * 4096)
     assert err.value.status == 413 and err.value.code == "too_many_pixels"
     with pytest.raises(RequestError) as err:
-        load_image(png_bytes((100, 100)), max_pixels=50 * 50)
+        open_upload(png_bytes((100, 100)), max_pixels=50 * 50)
     assert err.value.status == 413 and "100x100" in err.value.message
 
 
@@ -77,13 +77,13 @@ def test_pixel_cap_is_checked_from_the_header():
 )
 def test_broken_or_foreign_bytes_are_a_400(data):
     with pytest.raises(RequestError) as err:
-        load_image(data, max_pixels=10_000_000)
+        open_upload(data, max_pixels=10_000_000)
     assert err.value.status == 400 and err.value.code == "invalid_image"
 
 
 def test_extreme_aspect_ratio_is_refused():
     with pytest.raises(RequestError) as err:
-        load_image(png_bytes((1000, 2)), max_pixels=10_000_000)
+        open_upload(png_bytes((1000, 2)), max_pixels=10_000_000)
     assert err.value.status == 400
 
 
@@ -93,8 +93,8 @@ def test_exif_orientation_is_opt_in():
     exif[0x0112] = 6  # rotate 90 degrees
     buf = io.BytesIO()
     img.save(buf, format="JPEG", exif=exif.tobytes())
-    assert load_image(buf.getvalue(), max_pixels=10_000).size == (40, 20)  # as the reference
-    assert load_image(buf.getvalue(), max_pixels=10_000, exif_transpose=True).size == (20, 40)
+    assert open_upload(buf.getvalue(), max_pixels=10_000).size == (40, 20)  # as the reference
+    assert open_upload(buf.getvalue(), max_pixels=10_000, exif_transpose=True).size == (20, 40)
 
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
@@ -111,7 +111,7 @@ _PNG = png_bytes((16, 16))
 ))
 def test_any_bytes_give_an_image_or_a_request_error(data):
     try:
-        img = load_image(data, max_pixels=1_000_000)
+        img = open_upload(data, max_pixels=1_000_000)
     except RequestError as exc:
         assert 400 <= exc.status < 500 and exc.message
     else:

@@ -9,12 +9,8 @@ import torch
 from PIL import Image
 
 from sceneparser.errors import InputError
-from sceneparser.inference.backends import (
-    GenerationRequest,
-    GenerationSettings,
-    TransformersBackend,
-    mrope_positions,
-)
+from sceneparser.inference.transformers_backend import TransformersBackend, mrope_positions
+from sceneparser.inference.types import Backend, GenerationRequest, GenerationSettings
 from sceneparser.model.processor import chat_pieces
 
 
@@ -75,21 +71,21 @@ def test_batched_and_prefix_reuse_identical_to_one_at_a_time(tiny, requests_3x3)
         "reuse": dict(batch_size=8, prefix_reuse=True),
         "reuse_small_batches": dict(batch_size=2, prefix_reuse=True),
     }.items():
-        out = TransformersBackend(model, processor, **common, **opts).generate_detailed(requests_3x3)
+        out = TransformersBackend(model, processor, **common, **opts).generate(requests_3x3)
         runs[name] = [o.token_ids for o in out]
         assert all(len(t) == 12 for t in runs[name])
     assert runs["batched"] == runs["single"]
     assert runs["reuse"] == runs["single"]
     assert runs["reuse_small_batches"] == runs["single"]
     # different questions on one image give different prompts (the test would be vacuous otherwise)
-    prompts = TransformersBackend(model, processor, **common).generate_detailed(requests_3x3[:3])
+    prompts = TransformersBackend(model, processor, **common).generate(requests_3x3[:3])
     assert len({o.num_prompt_tokens for o in prompts}) == 3
 
 
 def test_matches_model_generate(tiny, requests_3x3):
     model, processor = tiny
     backend = TransformersBackend(model, processor, max_new_tokens=10, min_new_tokens=10, stop_strings=())
-    ours = backend.generate_detailed(requests_3x3[:2])
+    ours = backend.generate(requests_3x3[:2])
     for req, out in zip(requests_3x3[:2], ours):
         batch = processor([chat_pieces(req.question)], [req.image])
         with torch.no_grad():
@@ -132,13 +128,13 @@ def test_stop_token_and_stop_string(tiny):
     model, processor = tiny
     req = [GenerationRequest(_img(64, 64), "mug")]
     a, b, zero, end = _tok_ids(processor, "<5>", "<6>", "<0>", "<|im_end|>")
-    out = TransformersBackend(Scripted(model, [a, b, end, a]), processor).generate_detailed(req)[0]
+    out = TransformersBackend(Scripted(model, [a, b, end, a]), processor).generate(req)[0]
     assert out.finish_reason == "stop" and out.text == "<5><6>" and out.token_ids == [a, b]
     # the degenerate box stops generation and is cut from the text (the reference's vLLM stop string)
     script = [a, zero, zero, zero, zero, b, end]
-    out = TransformersBackend(Scripted(model, script), processor).generate_detailed(req)[0]
+    out = TransformersBackend(Scripted(model, script), processor).generate(req)[0]
     assert out.finish_reason == "stop_string" and out.text == "<5>"
-    out = TransformersBackend(Scripted(model, script), processor, stop_strings=()).generate_detailed(req)[0]
+    out = TransformersBackend(Scripted(model, script), processor, stop_strings=()).generate(req)[0]
     assert out.finish_reason == "stop" and out.text == "<5><0><0><0><0><6>"
 
 
@@ -146,7 +142,7 @@ def test_min_new_tokens_suppresses_the_stop_token(tiny):
     model, processor = tiny
     req = [GenerationRequest(_img(64, 64), "mug")]
     (end,) = _tok_ids(processor, "<|im_end|>")
-    out = TransformersBackend(Scripted(model, [end]), processor, min_new_tokens=3, max_new_tokens=3).generate_detailed(req)[0]
+    out = TransformersBackend(Scripted(model, [end]), processor, min_new_tokens=3, max_new_tokens=3).generate(req)[0]
     assert len(out.token_ids) == 3 and end not in out.token_ids and out.finish_reason == "length"
 
 
@@ -154,19 +150,19 @@ def test_context_limits(tiny):
     model, processor = tiny
     req = [GenerationRequest(_img(64, 64), "mug")]
     base = TransformersBackend(model, processor, max_new_tokens=5, stop_tokens=(), stop_strings=())
-    prompt_len = base.generate_detailed(req)[0].num_prompt_tokens
-    out = base.with_settings(max_context=prompt_len + 2).generate_detailed(req)[0]
+    prompt_len = base.generate(req)[0].num_prompt_tokens
+    out = base.with_settings(max_context=prompt_len + 2).generate(req)[0]
     assert out.finish_reason == "context" and len(out.token_ids) == 2
-    out = base.with_settings(max_context=prompt_len).generate_detailed(req)[0]
+    out = base.with_settings(max_context=prompt_len).generate(req)[0]
     assert out.finish_reason == "prompt_too_long" and out.text == ""
-    assert base.generate_detailed(req)[0].finish_reason == "length"
+    assert base.generate(req)[0].finish_reason == "length"
 
 
 def test_training_layout_option(tiny):
     model, processor = tiny
     req = [GenerationRequest(_img(64, 64), "mug")]
-    ref = TransformersBackend(model, processor, max_new_tokens=1).generate_detailed(req)[0]
-    train = TransformersBackend(model, processor, max_new_tokens=1, layout="training").generate_detailed(req)[0]
+    ref = TransformersBackend(model, processor, max_new_tokens=1).generate(req)[0]
+    train = TransformersBackend(model, processor, max_new_tokens=1, layout="training").generate(req)[0]
     assert train.num_prompt_tokens > ref.num_prompt_tokens  # "." after the system prompt, "\n" after the image
 
 

@@ -6,7 +6,7 @@ import json
 
 from PIL import Image
 
-from sceneparser.demo.engine import make_predict, split_queries
+from sceneparser.demo.predict import make_predict, split_queries
 from sceneparser.demo.examples import write_examples
 
 

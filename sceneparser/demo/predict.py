@@ -1,8 +1,17 @@
-"""The demo's ``predict(image, query, scene) -> (annotated image, JSON dict)`` over a SceneParser."""
+"""The demo's ``predict(image, query, scene) -> (annotated image, JSON dict)`` over a SceneParser.
+
+The page hands over the uploaded file's path untouched; it is opened here by the parser
+(:func:`sceneparser.images.open_image`), exactly as the CLI, the HTTP service and ``eval`` open
+images, so every route gives the same pixels and the same answer.
+"""
 
 from __future__ import annotations
 
 from typing import Callable
+
+from sceneparser.inference.api import SceneParser
+from sceneparser.serve.jobs import result_to_dict
+from sceneparser.viz import draw_hierarchy
 
 
 def split_queries(text: str) -> list[str]:
@@ -10,20 +19,20 @@ def split_queries(text: str) -> list[str]:
     return [q.strip() for q in (text or "").split(",") if q.strip()]
 
 
-def make_predict(parser) -> Callable:
+def make_predict(parser: SceneParser) -> Callable:
     """Wrap ``parser`` for :func:`sceneparser.demo.app.build_demo`.
 
     Several comma-separated categories are parsed in one call (sharing the image prefix) and
     drawn together; the JSON holds every object plus one entry per query with its raw text.
+    ``image`` is a path, bytes or a PIL image; problems with it raise
+    :class:`~sceneparser.images.ImageError`, shown on the page.
     """
 
     def predict(image, query: str, scene: bool):
-        from sceneparser.serve.engine import result_to_dict
-        from sceneparser.viz import draw_hierarchy
-
+        image = parser.open_image(image)
         queries = split_queries(query)
         if scene or not queries:
-            results = [parser.parse(image, None, scene=True)]
+            results = [parser.parse(image, scene=True)]
         else:
             results = parser.parse(image, queries)
         dicts = [result_to_dict(r) for r in results]

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from sceneparser.serve.app import ServeConfig, create_app
-from sceneparser.serve.engine import make_batch_fn, question_item, result_to_dict
+from sceneparser.serve.jobs import job_items, make_batch_fn, result_to_dict
 from sceneparser.serve.schemas import ParseJob
 
 RESULT_KEYS = {"query", "scene", "question", "status", "reason", "objects", "raw_text", "timing", "image_size"}
@@ -48,13 +48,13 @@ def test_batch_fn_flattens_jobs_and_regroups_in_order(tiny_parser, image):
             assert r["usage"]["completion_tokens"] <= 12
 
 
-def test_question_item_keeps_or_adds_the_json_prefix(image):
-    from sceneparser.prompts import JSON_ONLY_PREFIX, object_question
+def test_a_question_is_asked_verbatim_with_the_json_prefix_kept_or_added(image):
+    from sceneparser.prompts import JSON_ONLY_PREFIX
 
-    item = question_item(image, JSON_ONLY_PREFIX + "Find [OBJ] now.")
-    assert object_question(item["query"], item["template"]) == JSON_ONLY_PREFIX + "Find [OBJ] now."
-    item = question_item(image, "Where is the mug?")
-    assert object_question(item["query"], item["template"]) == JSON_ONLY_PREFIX + "Where is the mug?"
+    (item,) = job_items(ParseJob(image=image, question=JSON_ONLY_PREFIX + "Find [OBJ] now."))
+    assert item["question"] == JSON_ONLY_PREFIX + "Find [OBJ] now."  # no template: [OBJ] stays as written
+    (item,) = job_items(ParseJob(image=image, question="Where is the mug?"))
+    assert item["question"] == JSON_ONLY_PREFIX + "Where is the mug?"
 
 
 def test_http_round_trip_with_the_tiny_model(tiny_parser, image):

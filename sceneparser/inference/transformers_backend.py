@@ -1,7 +1,8 @@
 """The transformers inference backend: batched greedy decoding with prefix reuse.
 
-``TransformersBackend.generate(requests) -> list[str]`` is the whole interface (the vLLM backend
-matches it). Decoding follows the reference settings (evaluation.md §3.2): greedy, repetition
+:class:`TransformersBackend` implements the :class:`~sceneparser.inference.types.Backend` contract
+(``generate(requests) -> list[GenerationOutput]``). Decoding follows the reference settings
+(docs/reference.md, *decoding*): greedy, repetition
 penalty 1.05 over prompt + generated tokens, stop at ``<|im_end|>`` (and ``<|endoftext|>``) and at
 the string ``<0><0><0><0>`` (the stop string is cut from the text, as vLLM does), at most 2048 new
 tokens and 4096 tokens of context (prompt + output). All of it is configurable.
@@ -23,83 +24,12 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Hashable, Sequence
 
-from sceneparser.errors import InputError
-
-DEFAULT_STOP_STRINGS: tuple[str, ...] = ("<0><0><0><0>",)
-DEFAULT_STOP_TOKENS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """One query on one image. Requests with the same ``image_key`` (default: the same image
-    object) share their prefix."""
-
-    image: Any
-    question: str
-    image_key: Hashable | None = None
-
-    @property
-    def key(self) -> Hashable:
-        return self.image_key if self.image_key is not None else id(self.image)
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Decoding settings; the defaults are the reference's."""
-
-    max_new_tokens: int = 2048
-    min_new_tokens: int = 0
-    max_context: int = 4096
-    repetition_penalty: float = 1.05
-    stop_strings: tuple[str, ...] = DEFAULT_STOP_STRINGS
-    stop_tokens: tuple[str, ...] = DEFAULT_STOP_TOKENS
-    batch_size: int = 8
-    prefix_reuse: bool = True
-    layout: str = "inference"
-    system: str | None = None
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise InputError("max_new_tokens must be at least 1")
-        if self.min_new_tokens < 0 or self.min_new_tokens > self.max_new_tokens:
-            raise InputError("min_new_tokens must be between 0 and max_new_tokens")
-        if self.batch_size < 1:
-            raise InputError("batch_size must be at least 1")
-        if self.repetition_penalty <= 0:
-            raise InputError("repetition_penalty must be positive")
-        if self.layout not in ("inference", "training"):
-            raise InputError("layout must be 'inference' or 'training'")
-        object.__setattr__(self, "stop_strings", tuple(self.stop_strings or ()))
-        object.__setattr__(self, "stop_tokens", tuple(self.stop_tokens or ()))
-
-    @classmethod
-    def from_kwargs(cls, **kwargs) -> "GenerationSettings":
-        names = {f.name for f in fields(cls)}
-        unknown = set(kwargs) - names
-        if unknown:
-            raise InputError(f"unknown generation settings: {sorted(unknown)} (known: {sorted(names)})")
-        return cls(**kwargs)
-
-
-@dataclass
-class GenerationOutput:
-    """What one request produced. ``finish_reason``: ``stop`` (stop token), ``stop_string``,
-    ``length`` (max_new_tokens), ``context`` (max_context reached) or ``prompt_too_long``."""
-
-    text: str
-    token_ids: list[int]
-    num_prompt_tokens: int
-    finish_reason: str
-    prefill_s: float = 0.0
-    decode_s: float = 0.0
-
-    @property
-    def num_output_tokens(self) -> int:
-        return len(self.token_ids)
-
+from sceneparser.inference.types import Backend, GenerationOutput, GenerationRequest, GenerationSettings
+from sceneparser.model.loading import load_model_dir
+from sceneparser.model.processor import chat_pieces, split_prefix
 
 @dataclass
 class _Prepared:
@@ -160,7 +90,7 @@ def mrope_positions(ids: Sequence[int], image_token_id: int, grids: Sequence[Seq
     return pos, cur
 
 
-class TransformersBackend:
+class TransformersBackend(Backend):
     """Batched greedy generation with a ``Qwen2_5_VLForConditionalGeneration``."""
 
     def __init__(self, model, processor, settings: GenerationSettings | None = None, **overrides):
@@ -181,8 +111,6 @@ class TransformersBackend:
 
     @classmethod
     def from_pretrained(cls, path, device=None, dtype=None, **generation) -> "TransformersBackend":
-        from sceneparser.model.loading import load_model_dir
-
         settings = GenerationSettings.from_kwargs(**generation)
         model, processor = load_model_dir(path, device=device, dtype=dtype)
         return cls(model, processor, settings)
@@ -197,13 +125,9 @@ class TransformersBackend:
 
     # ------------------------------------------------------------------------------------
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        """Generated text per request (special tokens kept, stop token/string removed)."""
-        return [o.text for o in self.generate_detailed(requests)]
-
-    def generate_detailed(self, requests: Sequence[GenerationRequest], progress: bool = False) -> list[GenerationOutput]:
-        from sceneparser.model.processor import chat_pieces, split_prefix
-
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[GenerationOutput]:
+        """One output per request: text (special tokens kept, stop token/string removed), token ids,
+        finish reason and timings."""
         s = self.settings
         prepared = []
         for i, r in enumerate(requests):
@@ -456,12 +380,4 @@ class TransformersBackend:
         return text[: min(hits)] if hits else text
 
 
-__all__ = [
-    "DEFAULT_STOP_STRINGS",
-    "DEFAULT_STOP_TOKENS",
-    "GenerationOutput",
-    "GenerationRequest",
-    "GenerationSettings",
-    "TransformersBackend",
-    "mrope_positions",
-]
+__all__ = ["TransformersBackend", "mrope_positions"]

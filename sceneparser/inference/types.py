@@ -1,0 +1,123 @@
+"""The backend contract: what a generation backend takes, what it returns, and how it is configured.
+
+Like lm-evaluation-harness keeps its abstract model apart from its request instances, this
+module holds only types: :class:`GenerationRequest` (one question on one image),
+:class:`GenerationSettings` (decoding options; the defaults are the reference's, see
+docs/reference.md, *decoding*), :class:`GenerationOutput` (what one request produced) and the
+abstract :class:`Backend`. The transformers backend
+(:mod:`sceneparser.inference.transformers_backend`) and the vLLM backend
+(:mod:`sceneparser.inference.vllm_backend`) implement it;
+:class:`~sceneparser.inference.api.SceneParser` is the one caller that turns their text into
+parsed results.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, fields
+from typing import Any, Hashable, Sequence
+
+from sceneparser.errors import InputError
+
+DEFAULT_STOP_STRINGS: tuple[str, ...] = ("<0><0><0><0>",)
+DEFAULT_STOP_TOKENS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One query on one image. Requests with the same ``image_key`` (default: the same image
+    object) share their prefix."""
+
+    image: Any
+    question: str
+    image_key: Hashable | None = None
+
+    @property
+    def key(self) -> Hashable:
+        return self.image_key if self.image_key is not None else id(self.image)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings; the defaults are the reference's."""
+
+    max_new_tokens: int = 2048
+    min_new_tokens: int = 0
+    max_context: int = 4096
+    repetition_penalty: float = 1.05
+    stop_strings: tuple[str, ...] = DEFAULT_STOP_STRINGS
+    stop_tokens: tuple[str, ...] = DEFAULT_STOP_TOKENS
+    batch_size: int = 8
+    prefix_reuse: bool = True
+    layout: str = "inference"
+    system: str | None = None
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise InputError("max_new_tokens must be at least 1")
+        if self.min_new_tokens < 0 or self.min_new_tokens > self.max_new_tokens:
+            raise InputError("min_new_tokens must be between 0 and max_new_tokens")
+        if self.batch_size < 1:
+            raise InputError("batch_size must be at least 1")
+        if self.repetition_penalty <= 0:
+            raise InputError("repetition_penalty must be positive")
+        if self.layout not in ("inference", "training"):
+            raise InputError("layout must be 'inference' or 'training'")
+        object.__setattr__(self, "stop_strings", tuple(self.stop_strings or ()))
+        object.__setattr__(self, "stop_tokens", tuple(self.stop_tokens or ()))
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> "GenerationSettings":
+        names = {f.name for f in fields(cls)}
+        unknown = set(kwargs) - names
+        if unknown:
+            raise InputError(f"unknown generation settings: {sorted(unknown)} (known: {sorted(names)})")
+        return cls(**kwargs)
+
+
+@dataclass
+class GenerationOutput:
+    """What one request produced. ``finish_reason``: ``stop`` (stop token), ``stop_string``,
+    ``length`` (max_new_tokens), ``context`` (max_context reached) or ``prompt_too_long``."""
+
+    text: str
+    token_ids: list[int]
+    num_prompt_tokens: int
+    finish_reason: str
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+
+class Backend(abc.ABC):
+    """A generation backend: requests in, one :class:`GenerationOutput` per request out, in order.
+
+    Implementations decode greedily with their :attr:`settings` and keep special tokens in the
+    text (coordinate tokens such as ``<12>`` are the answer); a stop string that ended generation
+    is cut from the text. Images arrive decoded (8-bit RGB PIL, from
+    :func:`sceneparser.images.open_image`); requests with the same ``key`` may share work.
+    """
+
+    #: decoding settings in force
+    settings: GenerationSettings
+
+    @abc.abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[GenerationOutput]:
+        """One output per request, in the order of ``requests``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the backend holds (engines, GPU memory). Optional."""
+
+
+__all__ = [
+    "DEFAULT_STOP_STRINGS",
+    "DEFAULT_STOP_TOKENS",
+    "Backend",
+    "GenerationOutput",
+    "GenerationRequest",
+    "GenerationSettings",
+]

@@ -1,0 +1,70 @@
+"""The model side of the service: :class:`~sceneparser.serve.schemas.ParseJob` batches through one
+:class:`~sceneparser.inference.api.SceneParser`.
+
+:func:`make_batch_fn` flattens a batch of jobs (one per HTTP request, each with one or more
+prompts) into ONE :meth:`SceneParser.parse_many` call, so all requests of a batch decode together
+and the queries of one request share their image prefix. A job's free-form ``question`` is asked
+as it is (with the JSON-only prefix in front, see :func:`sceneparser.prompts.json_question`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from sceneparser.inference.api import ParseResult, SceneParser
+from sceneparser.prompts import json_question
+from sceneparser.serve.schemas import ParseJob
+
+
+def load_parser(model: str | None, *, device=None, dtype=None, max_new_tokens: int | None = None,
+                batch_size: int | None = None, max_image_pixels: int | None = None,
+                exif_transpose: bool = False) -> SceneParser:
+    """``SceneParser.from_pretrained`` with the service's options (None keeps the API default)."""
+    generation: dict[str, Any] = {}
+    if max_new_tokens is not None:
+        generation["max_new_tokens"] = int(max_new_tokens)
+    if batch_size is not None:
+        generation["batch_size"] = max(1, int(batch_size))
+    options: dict[str, Any] = {"exif_transpose": exif_transpose}
+    if max_image_pixels is not None:
+        options["max_image_pixels"] = int(max_image_pixels)
+    return SceneParser.from_pretrained(model, device=device, dtype=dtype, **options, **generation)
+
+
+def result_to_dict(result: ParseResult) -> dict:
+    """The JSON of one result as the service returns it (pixel coordinates, ``usage`` added)."""
+    d = result.to_dict(raw=True)
+    timing = d.get("timing") or {}
+    prompt, completion = timing.get("num_prompt_tokens"), timing.get("num_output_tokens")
+    if isinstance(prompt, int) and isinstance(completion, int):
+        d["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    d.pop("image", None)
+    return d
+
+
+def job_items(job: ParseJob) -> list[dict]:
+    """The ``parse_many`` item of one job (its queries share the image prefix)."""
+    if job.question is not None:
+        return [{"image": job.image, "question": json_question(job.question)}]
+    if job.scene or not job.queries:
+        return [{"image": job.image, "scene": True}]
+    return [{"image": job.image, "query": list(job.queries)}]
+
+
+def make_batch_fn(parser: SceneParser) -> Callable[[Sequence[ParseJob]], list[list[dict]]]:
+    """``jobs -> [[result dict per prompt] per job]`` over one ``parser.parse_many`` call."""
+
+    def run(jobs: Sequence[ParseJob]) -> list[list[dict]]:
+        items = [job_items(job) for job in jobs]
+        counts = [1 if "query" not in it[0] else len(it[0]["query"]) for it in items]
+        results = parser.parse_many(i for it in items for i in it)
+        if len(results) != sum(counts):
+            raise RuntimeError(f"parse_many returned {len(results)} results for {sum(counts)} prompts")
+        out: list[list[dict]] = []
+        pos = 0
+        for n in counts:
+            out.append([result_to_dict(r) for r in results[pos:pos + n]])
+            pos += n
+        return out
+
+    return run
