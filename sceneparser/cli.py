@@ -2,7 +2,8 @@
 
 Each sub-command lives in ``sceneparser/commands/<name>.py`` and defines
 ``add_arguments(parser)`` and ``run(args) -> int``. Only the chosen command's module is
-imported, so ``sceneparser metrics`` never imports torch.
+imported (through :data:`COMMANDS` and importlib): importing all of them would add about
+0.7 s to every ``sceneparser --help``, and ``sceneparser metrics`` never imports torch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import sys
 from typing import Sequence
 
+from sceneparser import __version__
 from sceneparser.errors import SceneParserError
 
 # name -> (module, one-line help). Order is the order shown by --help.
@@ -34,8 +36,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="sceneparser",
         description="Hierarchical scene parsing: scene -> object -> part -> affordance.",
     )
-    from sceneparser import __version__
-
     parser.add_argument("--version", action="version", version=f"sceneparser {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

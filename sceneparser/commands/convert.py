@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from sceneparser.data.convert import convert_jsonl
 from sceneparser.errors import InputError
 
 
@@ -49,8 +50,6 @@ def _print_summary(s, stream) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sceneparser.data.convert import convert_jsonl
-
     if args.workers < 1:
         raise InputError("--workers must be >= 1")
     if args.image_root is not None and not os.path.isdir(args.image_root):

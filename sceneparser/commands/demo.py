@@ -8,7 +8,12 @@ import importlib.util
 import sys
 import tempfile
 
+from sceneparser.commands.serve import served_name, warn_if_public
+from sceneparser.demo.app import build_demo, launch
+from sceneparser.demo.examples import write_examples
+from sceneparser.demo.predict import make_predict
 from sceneparser.errors import InputError, require
+from sceneparser.serve.jobs import load_parser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,12 +36,6 @@ def run(args: argparse.Namespace) -> int:
         require("gradio", "demo")
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port} is not a valid port")
-
-    from sceneparser.commands.serve import served_name, warn_if_public
-    from sceneparser.demo.app import build_demo, launch
-    from sceneparser.demo.predict import make_predict
-    from sceneparser.demo.examples import write_examples
-    from sceneparser.serve.jobs import load_parser
 
     parser = load_parser(args.model, device=args.device, dtype=args.dtype, max_new_tokens=args.max_new_tokens,
                          max_image_pixels=args.max_image_pixels)

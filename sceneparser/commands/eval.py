@@ -8,6 +8,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sceneparser.errors import SceneParserError
+from sceneparser.evaluation.runner import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    EvalConfig,
+    format_summary,
+    run_eval,
+)
+from sceneparser.model.loading import model_pixel_range, resolve_model_path
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
@@ -57,13 +67,9 @@ def _model_and_pixels(args: argparse.Namespace) -> tuple[str, int, int]:
     otherwise, as the released checkpoint expects. Without ``--model`` the shipped default model
     is used at the range it was trained at (its ``preprocessor_config.json``).
     """
-    from sceneparser.evaluation.runner import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
-
     lo, hi = DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS
     model = args.model
     if model is None:
-        from sceneparser.model.loading import model_pixel_range, resolve_model_path
-
         path = resolve_model_path(None)  # a clear error when no default model is installed
         model = str(path)
         lo, hi = model_pixel_range(path, (lo, hi))
@@ -75,8 +81,6 @@ def _model_and_pixels(args: argparse.Namespace) -> tuple[str, int, int]:
 
 
 def config_from_args(args: argparse.Namespace):
-    from sceneparser.evaluation.runner import EvalConfig
-
     model, min_pixels, max_pixels = _model_and_pixels(args)
     return EvalConfig(
         model=model,
@@ -107,10 +111,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from sceneparser.evaluation.runner import format_summary, run_eval
-
-    from sceneparser.errors import SceneParserError
-
     try:
         outcome = run_eval(config_from_args(args))
     except KeyboardInterrupt:

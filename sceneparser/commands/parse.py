@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 from sceneparser.errors import InputError, SceneParserError
+from sceneparser.hierarchy import Hierarchy
+from sceneparser.inference.api import SceneParser
+from sceneparser.viz import draw_hierarchy
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -76,9 +79,6 @@ def _viz_targets(viz: str, names: list[str]) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sceneparser.hierarchy import Hierarchy
-    from sceneparser.inference.api import SceneParser
-
     if args.threads:
         import torch
 
@@ -140,8 +140,6 @@ def run(args: argparse.Namespace) -> int:
     for name, target in viz_targets.items():
         mine = [r for r in results if r.image == name]
         merged = Hierarchy(objects=[o for r in mine for o in r.hierarchy.objects])
-        from sceneparser.viz import draw_hierarchy
-
         draw_hierarchy(images[name], merged).save(target)
         print(f"wrote {target}", file=sys.stderr)
     if args.out:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 
+from sceneparser.errors import InputError
+from sceneparser.model.loading import load_model_dir, resolve_model_path
+from sceneparser.training.config import DataSection
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None,
@@ -25,11 +29,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import torch
+    import torch  # heavy: torch and the training modules that need it load only when probing
 
-    from sceneparser.errors import InputError
-    from sceneparser.model.loading import load_model_dir, resolve_model_path
-    from sceneparser.training.config import DataSection
     from sceneparser.training.dataset import build_dataset
     from sceneparser.training.probe import format_report, image_dependence
     from sceneparser.training.stage import apply_pixel_limits

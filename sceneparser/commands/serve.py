@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+from pathlib import Path
 
 from sceneparser.errors import InputError, require
+from sceneparser.serve.jobs import load_parser, make_batch_fn
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sceneparser.serve.app import ServeConfig
+    from sceneparser.serve.app import ServeConfig  # imports fastapi; only for `sceneparser serve`
 
     d = ServeConfig()
     parser.add_argument("--model", metavar="PATH", default=None,
@@ -59,8 +61,6 @@ def served_name(model: str | None, explicit: str | None) -> str:
         return explicit
     if not model:
         return "sceneparser"
-    from pathlib import Path
-
     return Path(model).name or "sceneparser"
 
 
@@ -90,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port} is not a valid port")
 
-    from sceneparser.serve.app import ServeConfig, create_app
-    from sceneparser.serve.jobs import load_parser, make_batch_fn
+    from sceneparser.serve.app import ServeConfig, create_app  # imports fastapi
 
     parser = load_parser(args.model, device=args.device, dtype=args.dtype, max_new_tokens=args.max_new_tokens,
                          batch_size=args.max_batch_size, max_image_pixels=args.max_image_pixels)

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from sceneparser.data.synth import generate_dataset
 from sceneparser.errors import InputError
 
 
@@ -35,8 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sceneparser.data.synth import generate_dataset
-
     if args.num_images < 0:
         raise InputError("--num-images must be >= 0")
     if not 0.0 <= args.val_fraction <= 1.0:
