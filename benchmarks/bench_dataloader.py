@@ -152,7 +152,7 @@ def main() -> int:
 
     sample = dataset[0]
     floor = measure(floor, args.batch_size, args.workers, _floor_collate, args.repeat)
-    from sceneparser.training.patches import materialise
+    from sceneparser.model.patchify import materialise
 
     def finish(batch):  # what the trainer does in the main process before the forward pass
         if "pixel_patches" in batch:

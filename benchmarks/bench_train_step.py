@@ -82,8 +82,8 @@ def batches_for(processor, tsv: Path, batch_size: int, count: int, max_pixels: i
 def raw_steps(model, processor, batches, steps: int, warmup: int, device) -> dict:
     import torch
 
-    from sceneparser.training.patches import materialise
-    from sceneparser.training.trainer import parameter_groups
+    from sceneparser.model.patchify import materialise
+    from sceneparser.training.params import parameter_groups
 
     model.train()
     opt = torch.optim.AdamW(parameter_groups(model, learning_rate=1e-4, mm_projector_lr=1e-4, vision_tower_lr=1e-5, weight_decay=0.01))

@@ -59,9 +59,9 @@ def main(argv=None) -> int:
     from sceneparser.training.collator import SceneParserCollator
     from sceneparser.training.config import load_config
     from sceneparser.training.dataset import build_dataset
-    from sceneparser.training.patches import materialise
+    from sceneparser.model.patchify import materialise
     from sceneparser.training.stage import apply_pixel_limits, load_initial_model
-    from sceneparser.training.trainer import parameter_groups
+    from sceneparser.training.params import parameter_groups
 
     torch.set_num_threads(a.threads)
     cfg = load_config("default_model", a.set)
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
 
     from sceneparser.training.grounding import attention_supervision_loss
     from sceneparser.training.grounding import attention_targets as _attention_targets
-    from sceneparser.training.probe import coordinate_roles
+    from sceneparser.training.roles import coordinate_roles
 
     def attention_targets(batch):
         return _attention_targets(batch["input_ids"], batch["labels"], batch["image_grid_thw"],

@@ -14,6 +14,9 @@ import logging
 import os
 import sys
 
+from sceneparser.errors import InputError
+from sceneparser.training.config import load_config, resolve_stage
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group(required=True)
@@ -53,9 +56,6 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sceneparser.errors import InputError
-    from sceneparser.training.config import load_config
-
     overrides = list(args.overrides)
     if args.deepspeed:
         overrides.append(f"runtime.deepspeed={args.deepspeed}")
@@ -78,8 +78,6 @@ def run(args: argparse.Namespace) -> int:
         if args.curriculum:
             sys.stdout.write(cfg.to_yaml())
         else:
-            from sceneparser.training.curriculum import resolve_stage
-
             stage_cfg, init = resolve_stage(cfg, args.stage, args.init or "(previous stage)")
             sys.stdout.write(stage_cfg.to_yaml())
         return 0
@@ -89,12 +87,11 @@ def run(args: argparse.Namespace) -> int:
     _setup_logging(args.quiet)
     rank = int(os.environ.get("RANK", "0"))
     if args.curriculum:
-        from sceneparser.training.curriculum import run_curriculum
+        from sceneparser.training.curriculum import run_curriculum  # torch, transformers
 
         results = run_curriculum(cfg, args.data, args.output_dir, init=args.init, resume=args.resume, stages=stages)
     else:
-        from sceneparser.training.curriculum import resolve_stage
-        from sceneparser.training.stage import train_stage
+        from sceneparser.training.stage import train_stage  # torch, transformers
 
         stage_cfg, init = resolve_stage(cfg, args.stage, args.init)
         results = [train_stage(stage_cfg, args.data, args.output_dir, init=init, stage=args.stage, resume=args.resume)]

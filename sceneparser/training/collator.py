@@ -1,7 +1,7 @@
 """Batching: right-pad the token tensors, concatenate the image patches.
 
 ``input_ids`` are padded with the pad id, ``labels`` with -100, ``attention_mask`` and
-``mm_token_type_ids`` with 0 (training.md §4.6). ``pixel_values`` are concatenated along the patch
+``mm_token_type_ids`` with 0 (docs/reference.md, *training*). ``pixel_values`` are concatenated along the patch
 axis and ``image_grid_thw`` along the image axis, in sample order, which is the order the model
 consumes the images in. Samples that carry uint8 ``pixel_patches`` (the dataset's
 ``defer_pixels``) are normalised straight into the batch tensor (bit-identical to the
@@ -20,9 +20,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-IGNORE_INDEX = -100
+import torch
+from torch.utils.data import get_worker_info
 
-TOKEN_KEYS = ("input_ids", "labels", "mm_token_type_ids")
+from sceneparser.model import patchify
+
+IGNORE_INDEX = -100
 
 
 @dataclass
@@ -34,12 +37,10 @@ class SceneParserCollator:
     image_processor: Any = None  # needed for samples that carry uint8 ``pixel_patches``
     #: "float": the batch holds ``pixel_values``; "uint8": when every sample carries
     #: ``pixel_patches`` the batch holds them (a quarter of the bytes) and the trainer turns them
-    #: into ``pixel_values`` on the training device (:func:`sceneparser.training.patches.materialise`).
+    #: into ``pixel_values`` on the training device (:func:`sceneparser.model.patchify.materialise`).
     pixel_format: str = "float"
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
         if not samples:
             raise ValueError("cannot collate an empty batch")
         lengths = [int(s["input_ids"].shape[0]) for s in samples]
@@ -92,8 +93,6 @@ class SceneParserCollator:
 
     def _pixels(self, samples: Sequence[dict[str, Any]]):
         """All samples' patches in one (rows, C*2*14*14) float32 tensor, in sample order."""
-        from sceneparser.training import patches
-
         widths, rows = set(), []
         for s in samples:
             if "pixel_values" in s:
@@ -103,7 +102,7 @@ class SceneParserCollator:
                 if self.image_processor is None:
                     raise ValueError("samples carry pixel_patches: give the collator the image_processor")
                 rows.append(int(s["pixel_patches"].shape[0]))
-                widths.add(patches.row_width(self.image_processor))
+                widths.add(patchify.row_width(self.image_processor))
         if len(widths) != 1:
             raise ValueError(f"samples have different patch widths {sorted(widths)}")
         width = widths.pop()
@@ -115,9 +114,9 @@ class SceneParserCollator:
                 dest.copy_(s["pixel_values"])
             else:
                 ip = self.image_processor
-                view = dest.numpy().reshape(n, patches.channels(ip), ip.temporal_patch_size, -1)
+                view = dest.numpy().reshape(n, patchify.channels(ip), ip.temporal_patch_size, -1)
                 grid = tuple(int(x) for x in s["image_grid_thw"][0])
-                patches.normalise_into(ip, s["pixel_patches"].numpy(), grid, view)
+                patchify.normalise_into(ip, s["pixel_patches"].numpy(), grid, view)
             start += n
         return out
 
@@ -125,16 +124,11 @@ class SceneParserCollator:
 def _empty(shape, dtype=None):
     """A batch buffer; inside a DataLoader worker in shared memory, so sending the (large) pixel
     batch to the main process needs no second copy (as ``default_collate`` does)."""
-    import torch
-    from torch.utils.data import get_worker_info
-
     out = torch.empty(tuple(shape), dtype=dtype or torch.float32)
     return out.share_memory_() if get_worker_info() is not None else out
 
 
 def _cat(tensors, dtype, tail):
-    import torch
-
     out = _empty((sum(int(t.shape[0]) for t in tensors), *tail), dtype)
     return torch.cat(tensors, dim=0, out=out)
 

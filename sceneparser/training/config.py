@@ -66,21 +66,21 @@ class DataSection(_Strict):
     pseudo_definition: Literal["training", "union"] = Field(
         "training",
         description="what counts as pseudo: training = the reference trainer's name lists; "
-        "union = those plus the evaluator's names and the is_pseudo_part flag (training.md §6.7)",
+        "union = those plus the evaluator's names and the is_pseudo_part flag (docs/reference.md, *known-bugs*)",
     )
     scene_prompt_ratio: float = Field(0.0, ge=0.0, le=1.0, description="share of scene-level (all objects) queries")
     negative_ratio: float = Field(
         0.0, ge=0.0, le=1.0, description="share of queries for a category absent from the image (target {\"objects\": []})"
     )
     case_insensitive_categories: bool = Field(
-        False, description="match query categories case-insensitively (reference: exact strings, training.md §6.8)"
+        False, description="match query categories case-insensitively (reference: exact strings, docs/reference.md, *known-bugs*)"
     )
     max_length: int = Field(4096, gt=0, description="samples with more tokens are skipped (not truncated)")
     min_image_side: int = Field(28, ge=1, description="images with a smaller side are skipped")
     min_pixels: int | None = Field(None, gt=0, description="image processor min_pixels (None: keep the model's)")
     max_pixels: int | None = Field(None, gt=0, description="image processor max_pixels (None: keep the model's)")
     supervise_trailing_newline: bool = Field(
-        True, description="supervise the '\\n' after <|im_end|> (reference: yes, training.md §3.5)"
+        True, description="supervise the '\\n' after <|im_end|> (reference: yes, docs/reference.md, *training-data*)"
     )
     max_images: int | None = Field(None, gt=0, description="use only the first N images of the TSV")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
@@ -115,7 +115,7 @@ class TrainSection(_Strict):
     weight_decay_exclude: Literal["norms_and_biases", "reference"] = Field(
         "norms_and_biases",
         description="norms_and_biases: no decay on any norm weight or bias; "
-        "reference: only nn.LayerNorm and '*bias' are excluded, so RMSNorm weights decay (training.md §6.19)",
+        "reference: only nn.LayerNorm and '*bias' are excluded, so RMSNorm weights decay (docs/reference.md, *known-bugs*)",
     )
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     lr_scheduler: str = Field("cosine", description="any transformers scheduler name")
@@ -428,6 +428,33 @@ def _has_path(raw: dict[str, Any], path: list[str]) -> bool:
     return True
 
 
+def resolve_stage(cfg: TrainingConfig, stage: int | None, init: str | None = None) -> tuple[TrainingConfig, str]:
+    """``(config of that stage, model to start from)`` for a single-stage run.
+
+    Refuses to start stage 2 or 3 from the base model by accident (pass ``init`` = the previous
+    stage's directory).
+    """
+    numbers = cfg.stage_numbers()
+    if stage is None:
+        if numbers:
+            raise InputError(
+                f"config {cfg.name!r} defines stages {', '.join(map(str, numbers))}: pass --stage N, "
+                "or --curriculum to run them all"
+            )
+        return cfg.for_stage(None), init or cfg.model.init
+    if not numbers:
+        raise InputError(f"config {cfg.name!r} defines no stages; leave out --stage")
+    stage_cfg = cfg.for_stage(stage)
+    if init is None:
+        if stage != numbers[0] and stage_cfg.model.init == cfg.model.init:
+            raise InputError(
+                f"stage {stage} starts from the stage-{numbers[numbers.index(stage) - 1]} model: pass "
+                f"--init DIR (that stage's output directory), or run the whole curriculum with --curriculum"
+            )
+        init = stage_cfg.model.init
+    return stage_cfg, init
+
+
 __all__ = [
     "DataSection",
     "LoraSection",
@@ -442,5 +469,6 @@ __all__ = [
     "parse_pseudo",
     "parse_set",
     "preset_names",
+    "resolve_stage",
     "validate_config",
 ]

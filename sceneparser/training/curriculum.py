@@ -3,12 +3,11 @@
 ``run_curriculum(cfg, data_dir, out)`` writes ``out/stage1``, ``out/stage2``, ``out/stage3`` (one
 per stage of ``cfg.stages``). Stage 1 starts from ``init`` (or ``model.init``); every later stage
 loads the model directory the stage before it wrote, with a fresh optimizer and schedule (the
-reference runs a new Trainer per stage, training.md §4.7). A stage whose directory already holds
-a finished model is skipped, so re-running the same command continues an interrupted curriculum
-(inside a stage, from its newest checkpoint).
+reference runs a new Trainer per stage, docs/reference.md, *training*). A stage whose directory
+already holds a finished model is skipped, so re-running the same command continues an
+interrupted curriculum (inside a stage, from its newest checkpoint).
 
-``resolve_stage(cfg, stage, init)`` is the single-stage entry: it refuses to start stage 2 or 3
-from the base model by accident (pass ``init`` = the previous stage's directory).
+The single-stage entry is :func:`sceneparser.training.config.resolve_stage` + ``train_stage``.
 """
 
 from __future__ import annotations
@@ -19,35 +18,13 @@ from pathlib import Path
 
 from sceneparser.errors import InputError
 from sceneparser.training.config import TrainingConfig
+from sceneparser.training.stage import train_stage
 
 logger = logging.getLogger(__name__)
 
 
 def stage_dir(output_dir: str | os.PathLike, stage: int) -> Path:
     return Path(output_dir) / f"stage{stage}"
-
-
-def resolve_stage(cfg: TrainingConfig, stage: int | None, init: str | None = None) -> tuple[TrainingConfig, str]:
-    """``(config of that stage, model to start from)`` for a single-stage run."""
-    numbers = cfg.stage_numbers()
-    if stage is None:
-        if numbers:
-            raise InputError(
-                f"config {cfg.name!r} defines stages {', '.join(map(str, numbers))}: pass --stage N, "
-                "or --curriculum to run them all"
-            )
-        return cfg.for_stage(None), init or cfg.model.init
-    if not numbers:
-        raise InputError(f"config {cfg.name!r} defines no stages; leave out --stage")
-    stage_cfg = cfg.for_stage(stage)
-    if init is None:
-        if stage != numbers[0] and stage_cfg.model.init == cfg.model.init:
-            raise InputError(
-                f"stage {stage} starts from the stage-{numbers[numbers.index(stage) - 1]} model: pass "
-                f"--init DIR (that stage's output directory), or run the whole curriculum with --curriculum"
-            )
-        init = stage_cfg.model.init
-    return stage_cfg, init
 
 
 def run_curriculum(
@@ -60,8 +37,6 @@ def run_curriculum(
     stages: list[int] | None = None,
 ):
     """Train every stage of ``cfg`` (or the listed ones) in order; returns their ``StageResult``s."""
-    from sceneparser.training.stage import train_stage
-
     numbers = cfg.stage_numbers()
     if not numbers:
         raise InputError(f"config {cfg.name!r} defines no stages; use --config with --stage instead of --curriculum")
@@ -98,4 +73,4 @@ def run_curriculum(
     return results
 
 
-__all__ = ["resolve_stage", "run_curriculum", "stage_dir"]
+__all__ = ["run_curriculum", "stage_dir"]

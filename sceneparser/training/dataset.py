@@ -5,9 +5,9 @@
 * ``input_ids`` (L,), ``labels`` (L,): -100 on the system turn, the user turn (with the image
   tokens) and the assistant header ``<|im_start|>assistant\\n``; the answer and ``<|im_end|>``
   (and, as the reference, the trailing ``\\n``; ``data.supervise_trailing_newline``) supervised
-  (training.md §3.5);
+  (docs/reference.md, *training-data*);
 * ``mm_token_type_ids`` (L,): 1 on image tokens. transformers 5 builds the M-RoPE positions from
-  it (without it the model silently falls back to 1D positions, rex_omni.md §0.4);
+  it (without it the model silently falls back to 1D positions, docs/reference.md, *mrope*);
 * ``pixel_values`` (patches, C*2*14*14) and ``image_grid_thw`` (1, 3); with
   ``defer_pixels=True`` the sample carries ``pixel_patches`` (the uint8 patches) instead, and
   :class:`~sceneparser.training.collator.SceneParserCollator` writes the normalised floats
@@ -28,13 +28,32 @@ The processor and tokenizer are shared, never copied per sample.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import torch
+
+from sceneparser import prompts
+from sceneparser.data.targets import (
+    UNION_PSEUDO,
+    PseudoPolicy,
+    QueryOptions,
+    build_target,
+    categories,
+    choice_index,
+    choose_query,
+    norm,
+)
+from sceneparser.data.tsv import TSVReader
 from sceneparser.errors import InputError
+from sceneparser.images import open_image
+from sceneparser.model import patchify
+from sceneparser.model.processor import IMAGE_PAD, UserText, chat_pieces
 from sceneparser.training.config import DataSection
+from sceneparser.training.grounding import class_vocabulary, token_targets
 
 logger = logging.getLogger(__name__)
 
@@ -53,17 +72,13 @@ class SkipSample(Exception):
 
 
 def pseudo_policy(policy: str, definition: str = "training"):
-    """The config string (``drop`` / ``keep`` / ``mix(p)``) as a ``targets.PseudoPolicy``."""
-    import dataclasses
-
-    from sceneparser.data import targets
-
+    """The config string (``drop`` / ``keep`` / ``mix(p)``) as a ``PseudoPolicy``."""
     try:
-        parsed = targets.PseudoPolicy.parse(policy)
+        parsed = PseudoPolicy.parse(policy)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if definition == "union":
-        parsed = dataclasses.replace(parsed, definition=targets.UNION_PSEUDO)
+        parsed = dataclasses.replace(parsed, definition=UNION_PSEUDO)
     return parsed
 
 
@@ -77,8 +92,6 @@ class Prompt:
     negative: bool = False
 
     def question(self) -> str:
-        from sceneparser import prompts
-
         if self.scene:
             return prompts.scene_question(self.template)
         return prompts.object_question(self.category if self.category is not None else "target object", self.template)
@@ -128,8 +141,6 @@ class SceneParserTrainDataset:
         self.class_index: dict[str, int] = {}
         per_image = None
         if token_classes:
-            from sceneparser.training.grounding import class_vocabulary
-
             per_image = self._scan_categories()
             key = self._class_key()
             self.class_index = class_vocabulary(key(c) for names in per_image.values() for c in names)
@@ -146,8 +157,6 @@ class SceneParserTrainDataset:
     def _class_key(self):
         """How an object name becomes its token-class key (normalised when categories are case-insensitive)."""
         if self.data.case_insensitive_categories:
-            from sceneparser.data.targets import norm
-
             return norm
         return lambda name: name
 
@@ -162,8 +171,6 @@ class SceneParserTrainDataset:
 
     def _scan_categories(self) -> dict[int, list[str]]:
         """Categories of every image (reads the annotations once; rows that fail are left out)."""
-        from sceneparser.data.targets import categories
-
         read_ann = getattr(self.reader, "read_annotation_line", None)
         out: dict[int, list[str]] = {}
         for i in range(self.n_images):
@@ -180,9 +187,6 @@ class SceneParserTrainDataset:
 
     def draw_prompt(self, annotation: dict, index: int, category: str | None = None) -> Prompt:
         """The query of item ``index`` this epoch (deterministic in ``(seed, epoch, index)``)."""
-        from sceneparser import prompts
-        from sceneparser.data.targets import QueryOptions, choice_index, choose_query
-
         if category is not None:  # query_mode "all": the item is the category
             query_category, scene, negative = category, False, False
         else:
@@ -204,12 +208,6 @@ class SceneParserTrainDataset:
 
     def build(self, index: int) -> dict[str, Any]:
         """Sample ``index`` without skip handling (raises :class:`SkipSample`)."""
-        import torch
-
-        from sceneparser.data.targets import build_target
-        from sceneparser.model.processor import chat_pieces, load_image
-        from sceneparser.training import patches
-
         image_index, category = self.items[index] if self.items is not None else (index, None)
         try:
             row = self.reader.read(image_index)
@@ -223,7 +221,7 @@ class SceneParserTrainDataset:
             raise SkipSample("no_objects", f"row {image_index}")
         query = self.draw_prompt(annotation, index, category)
         try:
-            image = load_image(image_bytes)
+            image = open_image(image_bytes)
         except Exception as exc:
             raise SkipSample("unreadable_image", f"row {image_index}: {exc}") from None
         width, height = image.size
@@ -260,17 +258,15 @@ class SceneParserTrainDataset:
             "labels": torch.tensor(labels, dtype=torch.long),
             "mm_token_type_ids": (input_ids == proc.image_token_id).long(),
         }
-        deferred = patches.patch_bytes(image_proc, image) if self.defer_pixels else None
+        deferred = patchify.patch_bytes(image_proc, image) if self.defer_pixels else None
         if deferred is not None:  # the collator normalises straight into the batch tensor
             sample["pixel_patches"] = torch.from_numpy(deferred[0])
             grid = deferred[1]
         else:
-            pixel_values, grid = patches.patchify(image_proc, image)
+            pixel_values, grid = patchify.patchify(image_proc, image)
             sample["pixel_values"] = torch.from_numpy(pixel_values)
         sample["image_grid_thw"] = torch.tensor([grid], dtype=torch.long)
         if self.class_index:
-            from sceneparser.training.grounding import token_targets
-
             m = image_proc.merge_size
             classes, boxes = token_targets(
                 annotation.get("objects") or [], width, height, grid[1] // m, grid[2] // m, self.class_index,
@@ -287,8 +283,6 @@ class SceneParserTrainDataset:
         before the question (system turn, user header, image markers) is the same for every
         sample, so its two parts are tokenised once.
         """
-        from sceneparser.model.processor import IMAGE_PAD, UserText
-
         proc = self.processor
         head = pieces[0] if pieces else ""
         if len(pieces) < 2 or isinstance(head, UserText) or head.count(IMAGE_PAD) != 1:
@@ -334,8 +328,6 @@ class SceneParserTrainDataset:
             raise IndexError(index)
         skipped: Counter[str] = Counter()
         candidate = index
-        from sceneparser.data.targets import choice_index
-
         for attempt in range(self.data.max_skip_retries + 1):
             try:
                 sample = self.build(candidate)
@@ -390,8 +382,6 @@ def build_dataset(
     tsv_dir, processor, data: DataSection, *, seed: int = 42, defer_pixels: bool = False, token_classes: bool = False
 ) -> SceneParserTrainDataset:
     """Open the TSV directory; missing or mismatched files fail here, with a clear message."""
-    from sceneparser.data.tsv import TSVReader
-
     reader = TSVReader(tsv_dir)
     if len(reader) == 0:
         raise InputError(f"the training TSV in {tsv_dir} holds no rows")

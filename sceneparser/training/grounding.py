@@ -14,6 +14,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import torch
+from torch import nn
+
+from sceneparser.training.params import find_vision_modules
+from sceneparser.training.roles import coordinate_roles
+
 BACKGROUND = 0
 
 
@@ -141,9 +147,6 @@ class TokenClassHead:
     """
 
     def __init__(self, hidden_size: int, num_classes: int, seed: int = 0, boxes: bool = False):
-        import torch
-        from torch import nn
-
         state = torch.random.get_rng_state()
         try:
             torch.manual_seed(seed)
@@ -167,8 +170,6 @@ class TokenClassHead:
         return self
 
     def attach(self, model) -> None:
-        from sceneparser.training.trainer import find_vision_modules
-
         tower, _ = find_vision_modules(model)
         if tower is None:
             raise ValueError("the model has no vision tower to attach the token-class head to")
@@ -194,8 +195,6 @@ class TokenClassHead:
         The box loss is the mean L1 error over the covered tokens' four coordinates (0 when no
         token of the batch is covered).
         """
-        import torch
-
         features, self._captured = self._captured, None
         if features is None:
             raise RuntimeError("no image features were captured: was the head attached and the model run?")
@@ -247,8 +246,6 @@ def attention_targets(
     positions whose cell centre lies inside that box, in the merged-token grid of the sample's
     image. Part boxes and points are left out; boxes that cover no cell centre give no target.
     """
-    from sceneparser.training.probe import coordinate_roles
-
     out: list[tuple[int, int, list[int]]] = []
     grids = image_grid_thw.tolist() if hasattr(image_grid_thw, "tolist") else list(image_grid_thw)
     for b in range(len(input_ids)):
@@ -282,8 +279,6 @@ def attention_supervision_loss(attentions, targets, *, layer: int = -1, head: in
     ``attentions``: the model's per-layer attention probabilities ``(batch, heads, query, key)``
     (``output_attentions=True`` with eager attention). 0 (still differentiable) without targets.
     """
-    import torch
-
     att = attentions[layer][:, head]
     terms = [-torch.log(att[b, q, cells].sum().clamp(min=1e-6)) for b, q, cells in targets]
     return torch.stack(terms).mean() if terms else att.sum() * 0.0

@@ -16,14 +16,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sceneparser.errors import require
-from sceneparser.training.config import LoraSection
+import yaml
+
+from sceneparser.errors import InputError, require
+from sceneparser.model.loading import load_model_dir, load_processor, read_extra, resolve_model_path
+from sceneparser.model.tiny import build_tiny
+from sceneparser.training.config import LoraSection, validate_config
+from sceneparser.training.params import parameter_parts
+from sceneparser.training.saving import TRAINING_CONFIG_FILE, save_processor_parts
 
 
 def apply_lora(model, lora: LoraSection, *, tune_vision: bool = False, tune_merger: bool = False):
     """``model`` wrapped by peft with the LoRA settings; returns the ``PeftModel``."""
     peft = require("peft", "train")
-    from sceneparser.training.trainer import parameter_parts
 
     config = peft.LoraConfig(
         r=lora.r,
@@ -37,8 +42,6 @@ def apply_lora(model, lora: LoraSection, *, tune_vision: bool = False, tune_merg
     try:
         wrapped = peft.get_peft_model(model, config)
     except ValueError as exc:
-        from sceneparser.errors import InputError
-
         raise InputError(f"lora.target_modules matched nothing usable in this model: {exc}") from None
     parts = parameter_parts(wrapped)
     for part, flag in (("vision", tune_vision), ("merger", tune_merger)):
@@ -57,8 +60,6 @@ def lora_summary(lora: LoraSection) -> dict[str, Any] | None:
 
 def save_lora_adapter(peft_model, processor, output_dir: Path, extra: dict | None = None) -> Path:
     """peft adapter files + the processor (tokenizer, image processor, chat template)."""
-    from sceneparser.training.stage import save_processor_parts
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(str(output_dir))
@@ -73,27 +74,17 @@ def load_adapter_model(adapter_dir, base: str | None = None, merge: bool = True)
     random base from the recorded seed, so only real base models are reproducible bit for bit.
     """
     peft = require("peft", "train")
-    from sceneparser.model.loading import load_model_dir, read_extra, resolve_model_path
-    from sceneparser.training.config import validate_config
 
     adapter_dir = Path(adapter_dir)
     record = read_extra(adapter_dir).get("training") or {}
     base = base or record.get("init")
     if not base:
-        from sceneparser.errors import InputError
-
         raise InputError(f"{adapter_dir}: no base model recorded; pass base=")
     if base == "tiny":
-        import yaml
-
-        from sceneparser.model.tiny import build_tiny
-
-        cfg = validate_config(yaml.safe_load((adapter_dir / "training_config.yaml").read_text(encoding="utf-8")))
+        cfg = validate_config(yaml.safe_load((adapter_dir / TRAINING_CONFIG_FILE).read_text(encoding="utf-8")))
         model, _ = build_tiny(seed=cfg.model.seed, **cfg.model.tiny)
     else:
         model, _ = load_model_dir(resolve_model_path(base), device="cpu")
-    from sceneparser.model.loading import load_processor
-
     processor = load_processor(adapter_dir, model.config)
     wrapped = peft.PeftModel.from_pretrained(model, str(adapter_dir))
     return (wrapped.merge_and_unload() if merge else wrapped), processor

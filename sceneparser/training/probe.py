@@ -10,51 +10,19 @@ checkpoint on -- long before greedy decoding finds a box (docs/default_model.md)
 ``<0>``..``<999>`` with the real images and with the images rotated by one sample inside each batch
 (samples are grouped by image size so that the rotation keeps every grid), overall and by the
 coordinate's role: the first coordinate of an object box (``object_x1``: it can only come from the
-image or the class prior), the rest of the object box, part boxes and affordance points.
+image or the class prior), the rest of the object box, part boxes and affordance points
+(:mod:`sceneparser.training.roles`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any
 
 from sceneparser.errors import InputError
-
-#: Roles of a coordinate token, in the order the report lists them.
-ROLES = ("object_x1", "object_box", "part_box", "point")
-
-
-def coordinate_roles(ids: Sequence[int], labels: Sequence[int], first_coord_id: int, tokenizer, num_bins: int = 1000):
-    """``[(position, role)]`` of the supervised coordinate tokens of one sample (labels unshifted).
-
-    The role comes from the text just before the run of coordinates the token belongs to:
-    ``point`` right after a ``"point"`` key, ``part_box`` inside a JSON object that has a
-    ``"part_name"``, else an object box (its first coordinate is ``object_x1``).
-    """
-    out = []
-    last = first_coord_id + num_bins
-    run = 0
-    kind = "object"
-    for pos, (tid, lab) in enumerate(zip(ids, labels)):
-        is_coord = first_coord_id <= int(tid) < last
-        if not is_coord:
-            run = 0
-            continue
-        if int(lab) < 0:
-            run += 1
-            continue
-        if run == 0:
-            context = tokenizer.decode([int(t) for t in ids[max(0, pos - 64) : pos]])
-            current = context[context.rfind("{") :]  # the JSON object this run of coordinates belongs to
-            if '"point"' in context[-16:]:
-                kind = "point"
-            elif '"part_name"' in current:
-                kind = "part_box"
-            else:
-                kind = "object"
-        out.append((pos, "object_x1" if kind == "object" and run == 0 else ("object_box" if kind == "object" else kind)))
-        run += 1
-    return out
+from sceneparser.model.patchify import materialise
+from sceneparser.training.collator import SceneParserCollator
+from sceneparser.training.roles import ROLES, coordinate_roles
 
 
 def _rotated(group: list[dict]) -> list[dict]:
@@ -77,9 +45,6 @@ def image_dependence(model, processor, dataset, *, num_samples: int = 48, batch_
     :class:`InputError` when no two samples share an image size (nothing to shuffle with).
     """
     import torch
-
-    from sceneparser.training.collator import SceneParserCollator
-    from sceneparser.training.patches import materialise
 
     tok = processor.tokenizer
     first = tok.convert_tokens_to_ids("<0>")
@@ -152,4 +117,4 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ROLES", "coordinate_roles", "format_report", "image_dependence"]
+__all__ = ["format_report", "image_dependence"]

@@ -6,15 +6,20 @@
    a model directory, or a hub id (resolved through the huggingface_hub cache);
 2. the image processor gets ``data.min_pixels`` / ``data.max_pixels`` (saved with the model, as
    the reference does);
-3. freezing, LoRA (peft), then :class:`~sceneparser.training.trainer.SceneParserTrainer` over
+3. freezing (:mod:`~sceneparser.training.params`), LoRA (peft), then
+   :class:`~sceneparser.training.trainer.SceneParserTrainer` over
    :class:`~sceneparser.training.dataset.SceneParserTrainDataset`;
 4. resume: ``"auto"`` continues from the newest ``checkpoint-N`` in ``output_dir`` (the
    reference's behaviour), ``"none"`` starts over, a path resumes from that checkpoint; a
-   checkpoint written for another model or trainable-parameter set is refused with a clear message;
+   checkpoint written for another model or trainable-parameter set is refused with a clear message
+   (:mod:`~sceneparser.training.checkpoints`);
 5. ``output_dir`` becomes a complete model directory (``save_model_dir``: weights, config,
    tokenizer, processor, chat template) with ``sceneparser.json`` (the training record),
    ``training_config.yaml``, the Trainer's ``trainer_state.json``, tensorboard logs under
    ``runs/`` and one ``rank_reports/rank<R>.json`` per process.
+
+:func:`train_stage` runs these as named steps: :func:`prepare_model`, :func:`build_data`,
+:func:`prepare_trainable`, :func:`build_trainer`, :func:`run_training` and :func:`save_outputs`.
 
 The same code runs on one CPU, one GPU, or many processes under ``torchrun`` (DDP; gloo on CPU,
 nccl on GPU) with an optional DeepSpeed ZeRO-2 / ZeRO-3 config.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -32,12 +38,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sceneparser.errors import InputError, ModelLoadError
+import torch
+from transformers import TrainingArguments, set_seed
+
+from sceneparser.errors import InputError, require
+from sceneparser.model.loading import (
+    load_model_dir,
+    missing_files,
+    read_extra,
+    resolve_model_path,
+    save_model_dir,
+)
+from sceneparser.model.processor import ImageProcessor
+from sceneparser.model.tiny import build_tiny
+from sceneparser.training.callbacks import (
+    CheckpointSignatureCallback,
+    EpochCallback,
+    LossHistoryCallback,
+    ProcessorCheckpointCallback,
+    TokenHeadCheckpointCallback,
+)
+from sceneparser.training.checkpoints import check_checkpoint, find_resume_checkpoint
+from sceneparser.training.collator import SceneParserCollator
 from sceneparser.training.config import TrainingConfig, deepspeed_config_path
+from sceneparser.training.dataset import SceneParserTrainDataset, build_dataset
+from sceneparser.training.grounding import TokenClassHead
+from sceneparser.training.lora import apply_lora, lora_summary, save_lora_adapter
+from sceneparser.training.params import (
+    apply_freezing,
+    model_signature,
+    parameter_checksum,
+    parameter_groups,
+    trainable_summary,
+)
+from sceneparser.training.saving import TRAINING_CONFIG_FILE, save_processor_parts
+from sceneparser.training.trainer import SceneParserTrainer
 
 logger = logging.getLogger(__name__)
 
-TRAINING_CONFIG_FILE = "training_config.yaml"
 RANK_REPORTS = "rank_reports"
 
 
@@ -76,8 +114,6 @@ def dist_info() -> tuple[int, int, int]:
 
 
 def _configure_threads(cfg: TrainingConfig, on_cpu: bool) -> None:
-    import torch
-
     n = cfg.runtime.num_threads
     if n is None and on_cpu:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
@@ -88,15 +124,11 @@ def _configure_threads(cfg: TrainingConfig, on_cpu: bool) -> None:
 
 
 def _wants_cpu(cfg: TrainingConfig) -> bool:
-    import torch
-
     return cfg.runtime.use_cpu or not torch.cuda.is_available()
 
 
 def resolve_precision(cfg: TrainingConfig, on_cpu: bool) -> str:
     """``bf16`` / ``fp16`` / ``fp32``: ``auto`` is bf16 on a GPU that supports it, else fp32."""
-    import torch
-
     p = cfg.runtime.precision
     if p != "auto":
         if on_cpu and p == "fp16":
@@ -112,15 +144,9 @@ def resolve_precision(cfg: TrainingConfig, on_cpu: bool) -> str:
 
 def load_initial_model(cfg: TrainingConfig, init: str | None = None):
     """``(model, processor)`` to train, from ``init`` (or ``cfg.model.init``)."""
-    import torch
-
-    from sceneparser.model.loading import load_model_dir, resolve_model_path
-
     source = init or cfg.model.init
     dtype = None if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
     if source == "tiny":
-        from sceneparser.model.tiny import build_tiny
-
         overrides = dict(cfg.model.tiny)
         if cfg.model.attn_implementation:
             overrides.setdefault("attn_implementation", cfg.model.attn_implementation)
@@ -139,8 +165,6 @@ def load_initial_model(cfg: TrainingConfig, init: str | None = None):
 
 def apply_pixel_limits(processor, min_pixels: int | None, max_pixels: int | None) -> None:
     """Set the image processor's pixel range (a new object: the loaded one is never mutated)."""
-    from sceneparser.model.processor import ImageProcessor
-
     if min_pixels is None and max_pixels is None:
         return
     ip = processor.image_processor
@@ -157,66 +181,7 @@ def _set_use_cache(model, value: bool) -> None:
             cfg.use_cache = value
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def find_resume_checkpoint(output_dir: Path, resume: str) -> Path | None:
-    """The checkpoint to resume from, per ``resume`` (auto / none / a path)."""
-    from sceneparser.training.trainer import iter_checkpoints
-
-    if resume == "none":
-        return None
-    if resume == "auto":
-        found = list(iter_checkpoints(output_dir)) if output_dir.is_dir() else []
-        return found[-1] if found else None
-    path = Path(resume).expanduser()
-    if not path.is_dir():
-        raise InputError(f"--resume {resume}: no such checkpoint directory")
-    return path
-
-
-def check_checkpoint(checkpoint: Path, signature: str, model) -> None:
-    """Refuse a checkpoint that was not written for this model and trainable-parameter set."""
-    from sceneparser.training.trainer import SIGNATURE_FILE
-
-    if not (checkpoint / "trainer_state.json").is_file():
-        raise InputError(f"{checkpoint} is not a Trainer checkpoint (no trainer_state.json)")
-    stamp = checkpoint / SIGNATURE_FILE
-    if stamp.is_file():
-        try:
-            data = json.loads(stamp.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = {}
-        if data.get("signature") and data["signature"] != signature:
-            raise InputError(
-                f"cannot resume from {checkpoint}: it was written for a different model or set of trainable "
-                f"parameters (checkpoint {data.get('signature')}, now {signature}; it was trained from "
-                f"{data.get('init')!r} with lora={data.get('lora')}). Resume with the same config, or start over "
-                "with --resume none (or a new --output-dir)"
-            )
-        return
-    weights = [checkpoint / n for n in ("model.safetensors", "adapter_model.safetensors") if (checkpoint / n).is_file()]
-    if not weights:
-        return  # sharded / DeepSpeed checkpoints: the Trainer checks them itself
-    from safetensors import safe_open
-
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    with safe_open(str(weights[0]), framework="pt") as f:
-        found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    bad = [k for k, shape in found.items() if k in expected and expected[k] != shape]
-    unknown = [k for k in found if k not in expected]
-    if bad or (unknown and len(unknown) == len(found)):
-        example = (bad or unknown)[0]
-        raise InputError(
-            f"cannot resume from {checkpoint}: its weights do not fit this model ({len(bad)} shape mismatches, "
-            f"{len(unknown)} unknown tensors, e.g. {example!r}). Resume with the config that wrote it, or "
-            "start over with --resume none (or a new --output-dir)"
-        )
-
-
 def stage_is_complete(output_dir: Path) -> bool:
-    from sceneparser.model.loading import missing_files, read_extra
-
     if not output_dir.is_dir():
         return False
     record = read_extra(output_dir).get("training") or {}
@@ -227,8 +192,6 @@ def stage_is_complete(output_dir: Path) -> bool:
 
 
 def training_arguments(cfg: TrainingConfig, output_dir: Path, on_cpu: bool):
-    from transformers import TrainingArguments
-
     t, r = cfg.train, cfg.runtime
     precision = resolve_precision(cfg, on_cpu)
     report_to = list(r.report_to)
@@ -240,8 +203,6 @@ def training_arguments(cfg: TrainingConfig, output_dir: Path, on_cpu: bool):
             report_to.remove("tensorboard")
     deepspeed = None
     if r.deepspeed:
-        from sceneparser.errors import require
-
         require("deepspeed", "train")
         deepspeed = str(deepspeed_config_path(r.deepspeed))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -293,70 +254,58 @@ def training_arguments(cfg: TrainingConfig, output_dir: Path, on_cpu: bool):
     )
 
 
-# --------------------------------------------------------------------------- the stage
+# --------------------------------------------------------------------------- the steps of a stage
 
 
-def train_stage(
-    cfg: TrainingConfig,
-    data_dir: str | os.PathLike,
-    output_dir: str | os.PathLike,
-    *,
-    init: str | None = None,
-    stage: int | None = None,
-    resume: str = "auto",
-) -> StageResult:
-    """Train one stage (``cfg`` already resolved for it) and write ``output_dir`` (module docstring)."""
-    import torch
+@dataclass
+class AuxLosses:
+    """Which auxiliary targets the stage trains (``train.*_weight`` > 0)."""
 
-    from sceneparser.model.loading import save_model_dir
-    from sceneparser.training.collator import SceneParserCollator
-    from sceneparser.training.dataset import build_dataset
-    from sceneparser.training.lora import apply_lora, lora_summary, save_lora_adapter
-    from sceneparser.training.trainer import (
-        CheckpointSignatureCallback,
-        EpochCallback,
-        LossHistoryCallback,
-        ProcessorCheckpointCallback,
-        SceneParserTrainer,
-        TokenHeadCheckpointCallback,
-        apply_freezing,
-        model_signature,
-        parameter_checksum,
-        parameter_groups,
-        trainable_summary,
-    )
+    token_classes: bool = False
+    token_boxes: bool = False
 
-    started = time.time()
-    output_dir = Path(output_dir)
-    data_dir = Path(data_dir)
-    source = init or cfg.model.init
-    rank, _local_rank, world_size = dist_info()
+    @classmethod
+    def of(cls, cfg: TrainingConfig) -> "AuxLosses":
+        token_boxes = cfg.train.token_box_loss_weight > 0
+        return cls(token_classes=cfg.train.token_class_loss_weight > 0 or token_boxes, token_boxes=token_boxes)
+
+
+@dataclass
+class StageRun:
+    """What :func:`build_trainer` puts together and the later steps use."""
+
+    trainer: Any
+    args: Any
+    history: LossHistoryCallback
+    token_head: TokenClassHead | None
+    signature: str
+
+
+def _check_output_dir(source: str, output_dir: Path) -> None:
     if source != "tiny" and Path(source).expanduser().resolve() == output_dir.expanduser().resolve():
         raise InputError(f"the output directory {output_dir} is also the model to start from; pick another")
-    if resume != "none" and stage_is_complete(output_dir):
-        logger.info("%s already holds a finished stage; skipping it (use --resume none to train it again)", output_dir)
-        from sceneparser.model.loading import read_extra
 
-        record = read_extra(output_dir).get("training") or {}
-        return StageResult(
-            stage=stage,
-            output_dir=output_dir,
-            init=str(record.get("init", source)),
-            global_step=int(record.get("global_step", 0)),
-            losses=[tuple(x) for x in record.get("losses", [])],
-            stats=record.get("stats", {}),
-            already_complete=True,
-        )
-    if not data_dir.exists():
-        raise InputError(f"training data directory not found: {data_dir}")
 
-    on_cpu = _wants_cpu(cfg)
-    _configure_threads(cfg, on_cpu)
+def completed_result(output_dir: Path, source: str, stage: int | None) -> StageResult:
+    """The :class:`StageResult` of a stage that ``output_dir`` already holds (from its record)."""
+    logger.info("%s already holds a finished stage; skipping it (use --resume none to train it again)", output_dir)
+    record = read_extra(output_dir).get("training") or {}
+    return StageResult(
+        stage=stage,
+        output_dir=output_dir,
+        init=str(record.get("init", source)),
+        global_step=int(record.get("global_step", 0)),
+        losses=[tuple(x) for x in record.get("losses", [])],
+        stats=record.get("stats", {}),
+        already_complete=True,
+    )
+
+
+def prepare_model(cfg: TrainingConfig, source: str):
+    """Step 1: ``(model, processor)`` from ``source`` with the config's pixel range; aux-loss options checked."""
     model, processor = load_initial_model(cfg, source)
     apply_pixel_limits(processor, cfg.data.min_pixels, cfg.data.max_pixels)
-    token_boxes = cfg.train.token_box_loss_weight > 0
-    token_classes = cfg.train.token_class_loss_weight > 0 or token_boxes
-    if token_classes and cfg.runtime.deepspeed:
+    if AuxLosses.of(cfg).token_classes and cfg.runtime.deepspeed:
         raise InputError(
             "train.token_class_loss_weight / token_box_loss_weight need the plain Trainer (the auxiliary head "
             "lives outside the model); they are not supported with DeepSpeed"
@@ -369,13 +318,20 @@ def train_stage(
             )
         if cfg.runtime.deepspeed:
             raise InputError("train.attention_supervision_weight is not supported with DeepSpeed")
-    dataset = build_dataset(
-        data_dir, processor, cfg.data, seed=cfg.train.seed, defer_pixels=True, token_classes=token_classes
+    return model, processor
+
+
+def build_data(cfg: TrainingConfig, data_dir: Path, processor) -> SceneParserTrainDataset:
+    """Step 2: the training dataset (uint8 patches; token-class targets when an aux loss wants them)."""
+    return build_dataset(
+        data_dir, processor, cfg.data, seed=cfg.train.seed, defer_pixels=True,
+        token_classes=AuxLosses.of(cfg).token_classes,
     )
 
-    t = cfg.train
-    from transformers import set_seed
 
+def prepare_trainable(cfg: TrainingConfig, model, dataset: SceneParserTrainDataset):
+    """Step 3: LoRA or freezing; returns ``(model, signature)`` (what a checkpoint must match)."""
+    t = cfg.train
     set_seed(t.seed)  # LoRA's random init (and anything else drawn before the Trainer) is reproducible
     if cfg.lora.enabled:
         model = apply_lora(model, cfg.lora, tune_vision=t.tune_vision, tune_merger=t.tune_merger)
@@ -393,10 +349,20 @@ def train_stage(
     if not groups:
         raise InputError("nothing to train: tune_vision, tune_merger and tune_llm are all false (and no LoRA)")
     layout = ";".join(f"{g['name']}:{len(g['params'])}" for g in groups)
-    if token_classes:  # the optimizer holds the auxiliary head too
-        layout += f";token_head:{len(dataset.class_index)}" + (":boxes" if token_boxes else "")
-    signature = model_signature(model) + "-" + __import__("hashlib").sha256(layout.encode()).hexdigest()[:8]
+    aux = AuxLosses.of(cfg)
+    if aux.token_classes:  # the optimizer holds the auxiliary head too
+        layout += f";token_head:{len(dataset.class_index)}" + (":boxes" if aux.token_boxes else "")
+    signature = model_signature(model) + "-" + hashlib.sha256(layout.encode()).hexdigest()[:8]
+    return model, signature
 
+
+def build_trainer(
+    cfg: TrainingConfig, model, processor, dataset: SceneParserTrainDataset, output_dir: Path, *,
+    on_cpu: bool, signature: str, source: str, stage: int | None,
+) -> StageRun:
+    """Step 4: training arguments, callbacks, the auxiliary head (if any) and the Trainer."""
+    t = cfg.train
+    aux = AuxLosses.of(cfg)
     args = training_arguments(cfg, output_dir, on_cpu)
     history = LossHistoryCallback()
     info = {"init": source, "stage": stage, "lora": cfg.lora.enabled, "config": cfg.name}
@@ -405,11 +371,9 @@ def train_stage(
         history,
     ]
     token_head = None
-    if token_classes:
-        from sceneparser.training.grounding import TokenClassHead
-
+    if aux.token_classes:
         token_head = TokenClassHead(
-            model.config.vision_config.out_hidden_size, len(dataset.class_index), seed=t.seed, boxes=token_boxes
+            model.config.vision_config.out_hidden_size, len(dataset.class_index), seed=t.seed, boxes=aux.token_boxes
         )
         token_head.attach(model)
         callbacks.append(TokenHeadCheckpointCallback(token_head))
@@ -427,9 +391,16 @@ def train_stage(
         sp_tokenizer=processor.tokenizer,
         sp_image_token_id=processor.image_token_id,
     )
+    return StageRun(trainer=trainer, args=args, history=history, token_head=token_head, signature=signature)
+
+
+def run_training(run: StageRun, model, dataset: SceneParserTrainDataset, output_dir: Path, *,
+                 resume: str, source: str, stage: int | None) -> None:
+    """Step 5: resume check, ``trainer.train``, the Trainer state; the head's hook removed afterwards."""
+    trainer = run.trainer
     checkpoint = find_resume_checkpoint(output_dir, resume)
     if checkpoint is not None:
-        check_checkpoint(checkpoint, signature, model)
+        check_checkpoint(checkpoint, run.signature, model)
         logger.info("resuming from %s", checkpoint)
     if trainer.is_world_process_zero():
         logger.info(
@@ -438,89 +409,138 @@ def train_stage(
         )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     trainer.save_state()
-    if token_head is not None:
-        token_head.detach()  # the saved model must not keep the training-only hook
+    if run.token_head is not None:
+        run.token_head.detach()  # the saved model must not keep the training-only hook
 
-    # ---- final save ------------------------------------------------------------------------
+
+def save_outputs(
+    cfg: TrainingConfig, run: StageRun, processor, dataset: SceneParserTrainDataset, *,
+    data_dir: Path, output_dir: Path, source: str, stage: int | None,
+) -> dict[str, Any]:
+    """Step 6: the model directory (rank 0), this process's rank report; returns this process's stats."""
+    trainer = run.trainer
+    rank, _local_rank, world_size = dist_info()
     stats = trainer.sp_stats.to_dict()
     stats["dataset_skips_this_process"] = dict(dataset.skip_counts)
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     _set_use_cache(unwrapped, True)
     checksum = parameter_checksum(unwrapped)
-    record = {
-        "status": "complete",
-        "stage": stage,
-        "init": source,
-        "data_dir": str(data_dir),
-        "config_name": cfg.name,
-        "pseudo": cfg.data.pseudo,
-        "global_step": int(trainer.state.global_step),
-        "epochs": cfg.train.epochs,
-        "world_size": world_size,
-        "losses": history.losses,
-        "stats_rank0": stats,
-        "parameter_checksum": checksum,
-        "lora": lora_summary(cfg.lora),
-        "lora_save": cfg.lora.save if cfg.lora.enabled else None,
-        "token_class_loss": (
-            {"weight": t.token_class_loss_weight, "box_weight": t.token_box_loss_weight, "classes": dataset.class_index}
-            if token_classes
-            else None
-        ),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    zero3 = trainer.is_deepspeed_enabled and _zero_stage(cfg) == 3
-    if zero3 and not cfg.lora.enabled:
-        # partitioned weights: the Trainer gathers them (every rank takes part) and rank 0 writes
-        trainer.save_model(str(output_dir))
-    if trainer.is_world_process_zero():
-        if cfg.lora.enabled and cfg.lora.save == "adapter":
-            save_lora_adapter(unwrapped, processor, output_dir, extra={"training": record})
-        elif zero3 and not cfg.lora.enabled:
-            save_processor_parts(processor, output_dir, extra={"training": record})
-        else:
-            to_save = unwrapped.merge_and_unload() if cfg.lora.enabled else unwrapped
-            save_model_dir(to_save, processor, output_dir, extra={"training": record})
-        (output_dir / TRAINING_CONFIG_FILE).write_text(cfg.to_yaml(), encoding="utf-8")
-    reports = output_dir / RANK_REPORTS
-    reports.mkdir(parents=True, exist_ok=True)
+    record = _training_record(
+        cfg, run, dataset, stats, checksum, data_dir=data_dir, source=source, stage=stage, world_size=world_size
+    )
+    _save_model(cfg, trainer, unwrapped, processor, output_dir, record)
     report = {
         "rank": rank,
         "world_size": world_size,
         "global_step": int(trainer.state.global_step),
         "parameter_checksum": checksum,
         "stats": stats,
-        "device": str(args.device),
+        "device": str(run.args.device),
     }
+    reports = output_dir / RANK_REPORTS
+    reports.mkdir(parents=True, exist_ok=True)
     (reports / f"rank{rank}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     trainer.accelerator.wait_for_everyone()
+    return stats
 
+
+def _training_record(
+    cfg: TrainingConfig, run: StageRun, dataset: SceneParserTrainDataset, stats: dict[str, Any], checksum: str, *,
+    data_dir: Path, source: str, stage: int | None, world_size: int,
+) -> dict[str, Any]:
+    """The ``training`` entry of the model directory's ``sceneparser.json``."""
+    t = cfg.train
+    return {
+        "status": "complete",
+        "stage": stage,
+        "init": source,
+        "data_dir": str(data_dir),
+        "config_name": cfg.name,
+        "pseudo": cfg.data.pseudo,
+        "global_step": int(run.trainer.state.global_step),
+        "epochs": t.epochs,
+        "world_size": world_size,
+        "losses": run.history.losses,
+        "stats_rank0": stats,
+        "parameter_checksum": checksum,
+        "lora": lora_summary(cfg.lora),
+        "lora_save": cfg.lora.save if cfg.lora.enabled else None,
+        "token_class_loss": (
+            {"weight": t.token_class_loss_weight, "box_weight": t.token_box_loss_weight, "classes": dataset.class_index}
+            if AuxLosses.of(cfg).token_classes
+            else None
+        ),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _save_model(cfg: TrainingConfig, trainer, unwrapped, processor, output_dir: Path, record: dict[str, Any]) -> None:
+    """Weights (merged, adapter, or gathered from ZeRO-3 partitions), processor, record and config."""
+    zero3 = trainer.is_deepspeed_enabled and _zero_stage(cfg) == 3
+    if zero3 and not cfg.lora.enabled:
+        # partitioned weights: the Trainer gathers them (every rank takes part) and rank 0 writes
+        trainer.save_model(str(output_dir))
+    if not trainer.is_world_process_zero():
+        return
+    if cfg.lora.enabled and cfg.lora.save == "adapter":
+        save_lora_adapter(unwrapped, processor, output_dir, extra={"training": record})
+    elif zero3 and not cfg.lora.enabled:
+        save_processor_parts(processor, output_dir, extra={"training": record})
+    else:
+        to_save = unwrapped.merge_and_unload() if cfg.lora.enabled else unwrapped
+        save_model_dir(to_save, processor, output_dir, extra={"training": record})
+    (output_dir / TRAINING_CONFIG_FILE).write_text(cfg.to_yaml(), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def train_stage(
+    cfg: TrainingConfig,
+    data_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    init: str | None = None,
+    stage: int | None = None,
+    resume: str = "auto",
+) -> StageResult:
+    """Train one stage (``cfg`` already resolved for it) and write ``output_dir`` (module docstring)."""
+    started = time.time()
+    output_dir = Path(output_dir)
+    data_dir = Path(data_dir)
+    source = init or cfg.model.init
+    _check_output_dir(source, output_dir)
+    if resume != "none" and stage_is_complete(output_dir):
+        return completed_result(output_dir, source, stage)
+    if not data_dir.exists():
+        raise InputError(f"training data directory not found: {data_dir}")
+
+    on_cpu = _wants_cpu(cfg)
+    _configure_threads(cfg, on_cpu)
+    model, processor = prepare_model(cfg, source)
+    dataset = build_data(cfg, data_dir, processor)
+    model, signature = prepare_trainable(cfg, model, dataset)
+    run = build_trainer(
+        cfg, model, processor, dataset, output_dir, on_cpu=on_cpu, signature=signature, source=source, stage=stage
+    )
+    run_training(run, model, dataset, output_dir, resume=resume, source=source, stage=stage)
+    stats = save_outputs(
+        cfg, run, processor, dataset, data_dir=data_dir, output_dir=output_dir, source=source, stage=stage
+    )
     result = StageResult(
         stage=stage,
         output_dir=output_dir,
         init=source,
-        global_step=int(trainer.state.global_step),
-        losses=history.losses,
+        global_step=int(run.trainer.state.global_step),
+        losses=run.history.losses,
         stats=stats,
         seconds=time.time() - started,
     )
-    del trainer, model, unwrapped, dataset
+    del run, model, dataset
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return result
-
-
-def save_processor_parts(processor, output_dir: Path, extra: dict | None = None) -> None:
-    """The non-weight part of a model directory (what ``save_model_dir`` adds to the weights)."""
-    from sceneparser.model.loading import EXTRA_FILE
-
-    processor.save_pretrained(output_dir)
-    template = getattr(processor.tokenizer, "chat_template", None)
-    if template and not (output_dir / "chat_template.jinja").is_file():
-        (output_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
-    if extra is not None:
-        (output_dir / EXTRA_FILE).write_text(json.dumps(extra, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
 def _zero_stage(cfg: TrainingConfig) -> int:
@@ -536,13 +556,16 @@ def _zero_stage(cfg: TrainingConfig) -> int:
 __all__ = [
     "RANK_REPORTS",
     "StageResult",
-    "TRAINING_CONFIG_FILE",
     "apply_pixel_limits",
-    "check_checkpoint",
+    "build_data",
+    "build_trainer",
     "dist_info",
-    "find_resume_checkpoint",
     "load_initial_model",
+    "prepare_model",
+    "prepare_trainable",
     "resolve_precision",
+    "run_training",
+    "save_outputs",
     "stage_is_complete",
     "train_stage",
     "training_arguments",

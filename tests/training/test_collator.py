@@ -69,7 +69,7 @@ def test_uint8_batches_materialise_to_the_same_pixels(train_tsv, tiny_processor)
     from sceneparser.data.tsv import TSVReader
     from sceneparser.training.config import DataSection
     from sceneparser.training.dataset import SceneParserTrainDataset
-    from sceneparser.training.patches import materialise
+    from sceneparser.model.patchify import materialise
 
     ip = tiny_processor.image_processor
     lazy = SceneParserTrainDataset(TSVReader(train_tsv), tiny_processor, DataSection(), seed=0, defer_pixels=True)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from sceneparser.model.loading import load_model_dir, read_extra
-from sceneparser.training.trainer import parameter_checksum
+from sceneparser.training.params import parameter_checksum
 
 pytestmark = pytest.mark.slow
 

@@ -150,8 +150,7 @@ def test_dataset_emits_one_class_per_image_token(train_tsv, tiny_processor):
 
 def test_token_class_loss_refuses_deepspeed(tmp_path, train_tsv, fast_overrides):
     from sceneparser.errors import InputError
-    from sceneparser.training.config import load_config
-    from sceneparser.training.curriculum import resolve_stage
+    from sceneparser.training.config import load_config, resolve_stage
     from sceneparser.training.stage import train_stage
 
     overrides = fast_overrides + ["train.token_class_loss_weight=1.0", "runtime.deepspeed=zero2"]
@@ -163,10 +162,9 @@ def test_token_class_loss_refuses_deepspeed(tmp_path, train_tsv, fast_overrides)
 @pytest.mark.slow
 def test_stage_with_token_class_loss_trains_saves_a_plain_model_and_resumes(tmp_path, train_tsv, fast_overrides):
     from sceneparser.model.loading import EXTRA_FILE, load_model_dir, read_extra
-    from sceneparser.training.config import load_config
-    from sceneparser.training.curriculum import resolve_stage
+    from sceneparser.training.config import load_config, resolve_stage
     from sceneparser.training.stage import train_stage
-    from sceneparser.training.trainer import TOKEN_HEAD_FILE
+    from sceneparser.training.checkpoints import TOKEN_HEAD_FILE
 
     aux = ["train.token_class_loss_weight=1.0", "train.token_box_loss_weight=2.0"]
     overrides = fast_overrides + aux + ["runtime.save_steps=2", "train.max_steps=2"]
@@ -201,7 +199,7 @@ def test_attention_targets_pair_each_object_box_coordinate_with_the_tokens_under
     from sceneparser.training.config import DataSection
     from sceneparser.training.dataset import build_dataset
     from sceneparser.training.grounding import attention_supervision_loss, attention_targets
-    from sceneparser.training.probe import coordinate_roles
+    from sceneparser.training.roles import coordinate_roles
 
     ds = build_dataset(train_tsv, tiny_processor, DataSection(), defer_pixels=True)
     collate = SceneParserCollator(pad_token_id=tiny_processor.pad_token_id,
@@ -249,8 +247,7 @@ def test_attention_targets_pair_each_object_box_coordinate_with_the_tokens_under
 
 def test_attention_supervision_needs_eager_attention(tmp_path, train_tsv, fast_overrides):
     from sceneparser.errors import InputError
-    from sceneparser.training.config import load_config
-    from sceneparser.training.curriculum import resolve_stage
+    from sceneparser.training.config import load_config, resolve_stage
     from sceneparser.training.stage import train_stage
 
     cfg, init = resolve_stage(load_config("tiny", fast_overrides + ["train.attention_supervision_weight=1.0"]), 1)
@@ -260,8 +257,7 @@ def test_attention_supervision_needs_eager_attention(tmp_path, train_tsv, fast_o
 
 @pytest.mark.slow
 def test_stage_with_attention_supervision_logs_and_lowers_its_loss(tmp_path, train_tsv, fast_overrides):
-    from sceneparser.training.config import load_config
-    from sceneparser.training.curriculum import resolve_stage
+    from sceneparser.training.config import load_config, resolve_stage
     from sceneparser.training.stage import train_stage
 
     overrides = fast_overrides + ["train.attention_supervision_weight=1.0", "model.attn_implementation=eager",

@@ -9,7 +9,8 @@ import pytest
 
 from sceneparser.training.config import DataSection
 from sceneparser.training.dataset import build_dataset
-from sceneparser.training.probe import ROLES, coordinate_roles, image_dependence
+from sceneparser.training.probe import image_dependence
+from sceneparser.training.roles import ROLES, coordinate_roles
 
 
 @pytest.fixture()

@@ -6,10 +6,10 @@ import pytest
 
 from sceneparser.errors import InputError
 from sceneparser.model.loading import EXTRA_FILE, load_model_dir
-from sceneparser.training.config import load_config
-from sceneparser.training.curriculum import resolve_stage
+from sceneparser.training.checkpoints import SIGNATURE_FILE
+from sceneparser.training.config import load_config, resolve_stage
+from sceneparser.training.params import parameter_checksum
 from sceneparser.training.stage import train_stage
-from sceneparser.training.trainer import SIGNATURE_FILE, parameter_checksum
 
 pytestmark = pytest.mark.slow
 

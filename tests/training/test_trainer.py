@@ -2,11 +2,10 @@ import pytest
 import torch
 from torch import nn
 
+from sceneparser.training.callbacks import EpochCallback
 from sceneparser.training.collator import SceneParserCollator
 from sceneparser.training.config import DataSection, TrainSection
-from sceneparser.training.trainer import (
-    EpochCallback,
-    RunStats,
+from sceneparser.training.params import (
     apply_freezing,
     model_signature,
     no_decay_ids,
@@ -14,6 +13,7 @@ from sceneparser.training.trainer import (
     parameter_groups,
     parameter_parts,
 )
+from sceneparser.training.trainer import RunStats, SceneParserTrainer
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,6 @@ def test_loss_normalisation(tmp_path, train_tsv, tiny_processor, mode):
     from sceneparser.model.tiny import build_tiny
     from sceneparser.training.dataset import SceneParserTrainDataset
     from sceneparser.data.tsv import TSVReader
-    from sceneparser.training.trainer import SceneParserTrainer
 
     model, _ = build_tiny(seed=1)
     ds = SceneParserTrainDataset(TSVReader(train_tsv), tiny_processor, DataSection(), seed=0)

@@ -1,5 +1,8 @@
 """A faster, bit-identical ``ImageProcessor.patchify`` for the training data pipeline.
 
+Lives next to :mod:`sceneparser.model.processor`, whose patch layout it reproduces; the
+training dataset, collator and trainer use it.
+
 ``sceneparser.model.processor.ImageProcessor.patchify`` normalises the whole resized image in
 float32 and then rearranges a temporally duplicated float copy with one 9-axis strided copy; the
 collator then copies every sample's patches once more into the batch. Here:
@@ -14,7 +17,7 @@ collator then copies every sample's patches once more into the batch. Here:
   training device (the collator's ``pixel_format="uint8"``: a quarter of the bytes cross from the
   DataLoader workers and to the GPU).
 
-``tests/training/test_patches.py`` checks bit equality with the processor for RGB and CoordConv
+``tests/training/test_patchify.py`` checks bit equality with the processor for RGB and CoordConv
 (5-channel) processors. Processors this module does not know fall back to their own ``patchify``.
 """
 
@@ -24,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from sceneparser.model.processor import ImageProcessor
+
 
 def supports(image_processor) -> bool:
-    from sceneparser.model.processor import ImageProcessor
-
     return type(image_processor) is ImageProcessor
 
 

@@ -1,9 +1,11 @@
+"""sceneparser.model.patchify: bit-identical to ImageProcessor.patchify, alone and for a batch."""
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from sceneparser.model.patchify import materialise, patch_bytes, patchify
 from sceneparser.model.processor import ImageProcessor
-from sceneparser.training.patches import patchify
 
 
 @pytest.mark.parametrize("coord", [False, True])
@@ -29,8 +31,6 @@ def test_unknown_processors_fall_back():
 @pytest.mark.parametrize("coord", [False, True])
 def test_batch_materialise_is_bit_identical(coord):
     import torch
-
-    from sceneparser.training.patches import materialise, patch_bytes
 
     rng = np.random.default_rng(5)
     ip = ImageProcessor(min_pixels=3136, max_pixels=60_000, coord_channels=coord)
