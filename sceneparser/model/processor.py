@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from sceneparser import prompts
 from sceneparser.errors import InputError, ModelLoadError
 from sceneparser.images import MAX_ASPECT_RATIO, to_rgb
 
@@ -247,8 +248,6 @@ def chat_pieces(
     system: str | None = None,
 ) -> list[str]:
     """``prompts.chat_text`` split into trusted template text and the question as :class:`UserText`."""
-    from sceneparser import prompts
-
     text = prompts.chat_text(_SENTINEL, layout=layout, answer=answer, system=system)
     before, _, after = text.partition(_SENTINEL)
     return [before, UserText(question), after]

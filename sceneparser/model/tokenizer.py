@@ -26,7 +26,9 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from sceneparser.errors import ModelLoadError
+from sceneparser import prompts
+from sceneparser.errors import MissingDependencyError, ModelLoadError
+from sceneparser.io import write_json, write_text
 
 #: Qwen2 / Qwen2.5 pre-tokenizer split pattern (the slow tokenizer's ``PRETOKENIZE_REGEX``).
 QWEN_PRETOKENIZE_REGEX = (
@@ -83,8 +85,6 @@ _EXTRA_WORDS = (
 
 
 def _default_corpus() -> list[str]:
-    from sceneparser import prompts
-
     corpus = list(prompts.OBJECT_PROMPTS_WHEN_AVAILABLE) + list(prompts.SCENE_PROMPTS)
     corpus += [prompts.JSON_ONLY_PREFIX, prompts.SYSTEM_PROMPT_TRAINING, _EXTRA_WORDS]
     corpus.append(
@@ -249,9 +249,6 @@ def convert_vocab_merges(path: str | os.PathLike, out_file: str | os.PathLike) -
     wrong = [(e["content"], i, bpe.token_to_id(e["content"])) for i, e in added.items() if bpe.token_to_id(e["content"]) != i]
     if wrong:
         raise ModelLoadError(f"tokenizer conversion failed to keep added-token ids, e.g. {wrong[:3]}")
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_suffix(f".tmp{os.getpid()}")
     # ``Tokenizer.save`` writes the BPE model from its id -> string table, which holds only one of
     # the two strings of a reused id (and then writes merges that name the wrong one). Write the
     # model's vocabulary and merges ourselves: a JSON vocabulary may map two strings to one id,
@@ -259,9 +256,7 @@ def convert_vocab_merges(path: str | os.PathLike, out_file: str | os.PathLike) -
     data = json.loads(bpe.to_str())
     data["model"]["vocab"] = vocab
     data["model"]["merges"] = [[a, b] for a, b in merges]
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False)
-    os.replace(tmp, out_file)
+    write_json(out_file, data, indent=None)
 
 
 def repaired_tokenizer_json(backend) -> str:
@@ -312,10 +307,7 @@ def save_tokenizer(tokenizer, path: str | os.PathLike) -> Path:
     tokenizer.save_pretrained(str(path))
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and (path / "tokenizer.json").is_file():
-        text = repaired_tokenizer_json(backend)
-        tmp = path / f"tokenizer.json.tmp{os.getpid()}"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path / "tokenizer.json")
+        write_text(path / "tokenizer.json", repaired_tokenizer_json(backend))
     return path
 
 
@@ -328,12 +320,12 @@ def _checkpoint_tokenizer_class():
             out = super().save_pretrained(save_directory, *args, **kwargs)
             d = Path(save_directory)
             if (d / "tokenizer.json").is_file():
-                (d / "tokenizer.json").write_text(repaired_tokenizer_json(self.backend_tokenizer), encoding="utf-8")
+                write_text(d / "tokenizer.json", repaired_tokenizer_json(self.backend_tokenizer))
             cfg = d / "tokenizer_config.json"
             if cfg.is_file():  # name the stock class so that any loader (vLLM, AutoTokenizer) finds it
                 data = json.loads(cfg.read_text(encoding="utf-8"))
                 data["tokenizer_class"] = PreTrainedTokenizerFast.__name__
-                cfg.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+                write_text(cfg, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
             return out
 
     return CheckpointTokenizerFast
@@ -466,8 +458,6 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def qwen_tiktoken_file() -> Path:
     """``qwen.tiktoken`` (the Qwen BPE ranks) shipped in the PyPI package ``dashscope``."""
-    from sceneparser.errors import MissingDependencyError
-
     try:
         import dashscope
     except ImportError as exc:
