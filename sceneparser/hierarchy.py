@@ -29,6 +29,7 @@ from typing import Any, Iterator, Optional, Tuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from sceneparser.coords import box_to_tokens, point_to_tokens
+from sceneparser.parsing import parse_prediction
 
 Box = Tuple[float, float, float, float]
 Point = Tuple[float, float]
@@ -160,8 +161,6 @@ class Hierarchy(_Model):
         Never raises on bad text: an unparsable answer gives an empty hierarchy. Use
         ``parse_prediction`` directly to see the parse status.
         """
-        from sceneparser.parsing import parse_prediction
-
         return cls.from_prediction(parse_prediction(text, width, height, mode=mode))
 
     # ---------------------------------------------------------------- pixel JSON
