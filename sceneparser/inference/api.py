@@ -97,6 +97,11 @@ class _Job:
     query: str | None
     question: str
     scene: bool
+    options: dict = field(default_factory=dict)  # per-request GenerationRequest options
+
+
+#: parse_many item keys passed to the backend as per-request decoding options
+REQUEST_OPTIONS = ("max_new_tokens", "temperature", "top_p", "seed", "on_text")
 
 
 def _check_text(value: Any, what: str) -> str:
@@ -217,15 +222,19 @@ class SceneParser:
             if path_key is not None:
                 loaded[path_key] = img
         key = item.get("key", id(img))
+        opts = {k: item[k] for k in REQUEST_OPTIONS if item.get(k) is not None}
         if question is not None:
-            return [_Job(img, name, key, None, _check_text(question, "question"), False)], False
+            return [_Job(img, name, key, None, _check_text(question, "question"), False, opts)], False
         if query is None:
             q = prompts.scene_question(self.scene_template)
-            return [_Job(img, name, key, None, q, True)], False
+            return [_Job(img, name, key, None, q, True, opts)], False
         as_list = isinstance(query, (list, tuple))
         queries = list(query) if as_list else [query]
         tmpl = item.get("template") or self.template
-        jobs = [_Job(img, name, key, _check_text(q, "query"), prompts.object_question(q, tmpl), False) for q in queries]
+        jobs = [
+            _Job(img, name, key, _check_text(q, "query"), prompts.object_question(q, tmpl), False, opts)
+            for q in queries
+        ]
         return jobs, as_list
 
     def parse(
@@ -255,7 +264,10 @@ class SceneParser:
         (scene), or a dict ``{"image": ..., "query": ..., "scene": bool, "question": str,
         "template": str, "name": str, "key": hashable}`` (``name`` is reported as
         ``result.image``; items with the same ``key``, by default the same image object or path,
-        share the image prefix, across items too).
+        share the image prefix, across items too). Per-request decoding options may be given too:
+        ``max_new_tokens`` (lowers the cap), ``temperature``/``top_p``/``seed`` (sampling; the
+        default is greedy, as the reference) and ``on_text`` (a callback that receives the answer
+        as it is generated) — see :class:`~sceneparser.inference.types.GenerationRequest`.
         """
         jobs: list[_Job] = []
         loaded: dict = {}  # each image path is decoded once and its prefix shared
@@ -274,7 +286,7 @@ class SceneParser:
         if not jobs:
             return []
         t0 = time.perf_counter()
-        requests = [GenerationRequest(j.image, j.question, image_key=j.key) for j in jobs]
+        requests = [GenerationRequest(j.image, j.question, image_key=j.key, **j.options) for j in jobs]
         outs = self.backend.generate(requests, progress=progress)
         if len(outs) != len(requests):
             raise RuntimeError(f"backend {type(self.backend).__name__} returned {len(outs)} outputs for {len(requests)} requests")

@@ -47,9 +47,12 @@ class _Row:
     index: int
     prompt_ids: list[int]
     limit: int
+    max_new: int  # this request's cap (limit is lower when the context runs out first)
+    request: GenerationRequest
     generated: list[int] = field(default_factory=list)
     finish: str | None = None
-    cut: int | None = None  # text cut position (stop string)
+    emitted: int = 0  # characters already handed to request.on_text
+    generator: object | None = None  # torch.Generator of a sampled request
 
 
 def mrope_positions(ids: Sequence[int], image_token_id: int, grids: Sequence[Sequence[int]], merge_size: int):
@@ -218,13 +221,14 @@ class TransformersBackend(Backend):
         keep_rows = []
         for b, p in enumerate(batch):
             prompt = unit_ids[unit_of[b]] + suffix_ids[b]
-            limit = min(s.max_new_tokens, s.max_context - len(prompt))
+            max_new = min(p.request.max_new_tokens or s.max_new_tokens, s.max_new_tokens)
+            limit = min(max_new, s.max_context - len(prompt))
             if limit <= 0:
                 results.append(
                     (p.index, GenerationOutput("", [], len(prompt), "prompt_too_long"))
                 )
                 continue
-            rows.append(_Row(p.index, prompt, limit))
+            rows.append(_Row(p.index, prompt, limit, max_new, p.request, generator=_generator(p.request)))
             keep_rows.append(b)
         if not rows:
             return results
@@ -313,6 +317,11 @@ class TransformersBackend(Backend):
                     scores = scores.clone()
                     scores[:, stop_ids] = float("-inf")
                 next_tokens = scores.argmax(dim=-1)
+                sampled = [k for k, a in enumerate(active) if rows[a].generator is not None]
+                if sampled:
+                    next_tokens = next_tokens.clone()
+                    for k in sampled:
+                        next_tokens[k] = _sample(scores[k], rows[active[k]])
                 seen[torch.arange(len(active), device=dev), next_tokens] = True
                 toks = next_tokens.tolist()
                 still = []
@@ -326,7 +335,10 @@ class TransformersBackend(Backend):
                         r.finish = "stop_string"
                         continue
                     if len(r.generated) >= r.limit:
-                        r.finish = "length" if r.limit == s.max_new_tokens else "context"
+                        r.finish = "length" if r.limit == r.max_new else "context"
+                        continue
+                    if r.request.on_text is not None and not self._stream(r, final=False):
+                        r.finish = "cancelled"
                         continue
                     still.append(k)
                 step += 1
@@ -354,6 +366,8 @@ class TransformersBackend(Backend):
             text = tok.decode(r.generated, skip_special_tokens=False)
             if r.finish == "stop_string":
                 text = self._cut_stop_string(text)
+            if r.request.on_text is not None and r.finish != "cancelled":
+                self._stream(r, final=True, text=text)
             results.append(
                 (
                     r.index,
@@ -369,6 +383,30 @@ class TransformersBackend(Backend):
             )
         return results
 
+    def _stream(self, row: _Row, *, final: bool, text: str | None = None) -> bool:
+        """Hand the new part of ``row``'s text to its ``on_text``; False when the callback raised.
+
+        While generating, text that may still turn into a stop string (a suffix that is a
+        prefix of one) or an incomplete character is held back, so the pieces always add up
+        to the final text."""
+        if text is None:
+            text = self.processor.tokenizer.decode(row.generated, skip_special_tokens=False)
+        end = len(text)
+        if not final:
+            safe = text.rstrip("\ufffd")
+            hold = 0
+            for st in self.settings.stop_strings:
+                hold = max([hold] + [k for k in range(1, min(len(st), len(safe) + 1)) if safe.endswith(st[:k])])
+            end = len(safe) - hold
+        if end <= row.emitted:
+            return True
+        piece, row.emitted = text[row.emitted:end], end
+        try:
+            row.request.on_text(piece)
+        except Exception:  # noqa: BLE001 - the consumer is gone (e.g. a client disconnected)
+            return False
+        return True
+
     def _hit_stop_string(self, row: _Row) -> bool:
         if not self.settings.stop_strings:
             return False
@@ -378,6 +416,32 @@ class TransformersBackend(Backend):
     def _cut_stop_string(self, text: str) -> str:
         hits = [text.find(st) for st in self.settings.stop_strings if st in text]
         return text[: min(hits)] if hits else text
+
+
+def _generator(request: GenerationRequest):
+    """A seeded CPU ``torch.Generator`` for a sampled request (``None`` for greedy decoding)."""
+    if request.temperature <= 0:
+        return None
+    import torch
+
+    g = torch.Generator()
+    if request.seed is not None:
+        g.manual_seed(int(request.seed))
+    else:
+        g.seed()
+    return g
+
+
+def _sample(scores, row: _Row) -> int:
+    """One token drawn from ``softmax(scores / temperature)`` restricted to the ``top_p`` nucleus."""
+    import torch
+
+    probs = torch.softmax(scores.float().cpu() / row.request.temperature, dim=-1)
+    if row.request.top_p < 1.0:
+        sorted_p, order = probs.sort(descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < row.request.top_p  # always keeps the most likely token
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    return int(torch.multinomial(probs, 1, generator=row.generator).item())
 
 
 __all__ = ["TransformersBackend", "mrope_positions"]

@@ -14,8 +14,8 @@ parsed results.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, fields
-from typing import Any, Hashable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Hashable, Sequence
 
 from sceneparser.errors import InputError
 
@@ -25,12 +25,32 @@ DEFAULT_STOP_TOKENS: tuple[str, ...] = ("<|im_end|>", "<|endoftext|>")
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One query on one image. Requests with the same ``image_key`` (default: the same image
-    object) share their prefix."""
+    """One question on one image, with optional per-request decoding options.
+
+    Requests with the same ``image_key`` (default: the same image object) share their prefix.
+    ``max_new_tokens`` lowers the settings' cap for this request (it never raises it);
+    ``temperature`` 0 (the default, and the reference) decodes greedily, above 0 samples with
+    ``top_p`` nucleus filtering from a generator seeded with ``seed``. ``on_text`` receives the
+    answer as it is generated, in pieces (their concatenation is the final text); if it raises,
+    generation of this request stops (finish reason ``cancelled``).
+    """
 
     image: Any
     question: str
     image_key: Hashable | None = None
+    max_new_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    on_text: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.max_new_tokens is not None and (not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1):
+            raise InputError("max_new_tokens must be a positive integer")
+        if not 0.0 <= float(self.temperature) <= 100.0:
+            raise InputError("temperature must be between 0 and 100")
+        if not 0.0 < float(self.top_p) <= 1.0:
+            raise InputError("top_p must be in (0, 1]")
 
     @property
     def key(self) -> Hashable:
@@ -78,7 +98,9 @@ class GenerationSettings:
 @dataclass
 class GenerationOutput:
     """What one request produced. ``finish_reason``: ``stop`` (stop token), ``stop_string``,
-    ``length`` (max_new_tokens), ``context`` (max_context reached) or ``prompt_too_long``."""
+    ``length`` (max_new_tokens), ``context`` (max_context reached), ``prompt_too_long`` or
+    ``cancelled`` (the request's ``on_text`` raised). :attr:`hit_limit` says whether a token limit
+    cut the answer (OpenAI's ``finish_reason: "length"``)."""
 
     text: str
     token_ids: list[int]
@@ -90,6 +112,10 @@ class GenerationOutput:
     @property
     def num_output_tokens(self) -> int:
         return len(self.token_ids)
+
+    @property
+    def hit_limit(self) -> bool:
+        return self.finish_reason in ("length", "context", "prompt_too_long")
 
 
 

@@ -207,21 +207,41 @@ class VLLMBackend(Backend):
                 self.llm = vllm.LLM(**kwargs)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"vLLM could not load {model_path}: {exc}") from exc
-        self.sampling = vllm.SamplingParams(**sampling_kwargs(max_new_tokens))
+        self._sampling_params = vllm.SamplingParams
         self.settings = GenerationSettings(
             max_new_tokens=int(max_new_tokens), max_context=int(max_model_len), stop_strings=STOP_STRINGS[1:]
         )
 
+    def sampling_for(self, request: GenerationRequest) -> dict:
+        """The ``SamplingParams`` arguments of one request: the reference's, with its own cap and,
+        when it samples (``temperature`` > 0), its temperature, ``top_p`` and seed."""
+        cap = min(request.max_new_tokens or self.settings.max_new_tokens, self.settings.max_new_tokens)
+        kw = sampling_kwargs(cap)
+        if request.temperature > 0:
+            kw.pop("top_k")
+            kw.update(temperature=float(request.temperature), top_p=float(request.top_p))
+            if request.seed is not None:
+                kw["seed"] = int(request.seed)
+        return kw
+
     def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[GenerationOutput]:
-        """One output per request (stop strings excluded, special tokens kept)."""
+        """One output per request (stop strings excluded, special tokens kept). ``on_text`` gets the
+        whole answer at once: the offline engine does not stream."""
         if not requests:
             return []
         inputs = [
             prepare_input(r.image, r.question, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
             for r in requests
         ]
-        outputs = self.llm.generate(inputs, self.sampling, use_tqdm=progress)
-        return [_output(o) for o in outputs]
+        params = [self._sampling_params(**self.sampling_for(r)) for r in requests]
+        outputs = [_output(o) for o in self.llm.generate(inputs, params, use_tqdm=progress)]
+        for r, o in zip(requests, outputs):
+            if r.on_text is not None and o.text:
+                try:
+                    r.on_text(o.text)
+                except Exception:  # noqa: BLE001 - the consumer is gone
+                    pass
+        return outputs
 
 
 def _output(result: Any) -> GenerationOutput:

@@ -1,7 +1,7 @@
 """Image intake for the HTTP service: base64 / data-URL decoding and error mapping.
 
 Everything here is pure and raises :class:`RequestError` (a status code plus a message) for bad
-input. The byte cap is enforced before the body is read (see ``app.BodyLimitMiddleware``); images
+input. The byte cap is enforced before the body is read (see ``app.IntakeMiddleware``); images
 are opened by the one loader, :func:`sceneparser.images.open_image` (pixel cap checked from the
 header before any pixel is decoded), so the service accepts and converts exactly what the CLI
 does. No URL is ever fetched: only inline base64 (plain or as a ``data:`` URL) and uploaded files.

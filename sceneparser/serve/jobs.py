@@ -43,12 +43,14 @@ def result_to_dict(result: ParseResult) -> dict:
 
 
 def job_items(job: ParseJob) -> list[dict]:
-    """The ``parse_many`` item of one job (its queries share the image prefix)."""
+    """The ``parse_many`` item of one job (its queries share the image prefix), with the job's
+    per-request decoding options."""
+    opts = job.generation_options()
     if job.question is not None:
-        return [{"image": job.image, "question": json_question(job.question)}]
+        return [{"image": job.image, "question": json_question(job.question), **opts}]
     if job.scene or not job.queries:
-        return [{"image": job.image, "scene": True}]
-    return [{"image": job.image, "query": list(job.queries)}]
+        return [{"image": job.image, "scene": True, **opts}]
+    return [{"image": job.image, "query": list(job.queries), **opts}]
 
 
 def make_batch_fn(parser: SceneParser) -> Callable[[Sequence[ParseJob]], list[list[dict]]]:

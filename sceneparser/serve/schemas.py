@@ -1,15 +1,18 @@
 """Request and response shapes of the HTTP service (pydantic v2) and query validation.
 
 ``ParseRequest`` is the JSON body of ``POST /v1/parse``; ``ChatCompletionRequest`` is the subset
-of OpenAI's chat-completions request the service understands (unknown fields that OpenAI clients
-send, such as ``temperature`` or ``seed``, are accepted and ignored, as ``vllm serve`` does).
+of OpenAI's chat-completions request the service understands. The decoding fields
+(``max_tokens``/``max_completion_tokens``, ``temperature``, ``top_p``, ``seed``, ``n``,
+``stream_options``) are checked by :func:`chat_generation_options`, which answers 400 naming the
+field, as ``vllm serve`` does; other unknown fields that OpenAI clients send are accepted and
+ignored.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,7 +71,14 @@ class ChatCompletionRequest(BaseModel):
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
-    n: int = 1
+    stream_options: Any = Field(default=None, description='{"include_usage": true} adds a usage chunk (stream only)')
+    n: Any = Field(default=1, description="must be 1")
+    max_tokens: Any = Field(default=None, description="answer token cap (capped by the server's own limit)")
+    max_completion_tokens: Any = Field(default=None, description="the same as max_tokens (wins when both are set)")
+    temperature: Any = Field(default=None, description="0 or omitted: greedy (the reference); > 0 samples")
+    top_p: Any = Field(default=None, description="nucleus sampling mass in (0, 1] (with temperature > 0)")
+    seed: Any = Field(default=None, description="seed of a sampled answer")
+    logprobs: Any = Field(default=None, description="not supported: must be false or omitted")
     scene: bool = Field(default=False, description="extension: parse the whole scene, ignoring the text")
 
 
@@ -84,10 +94,65 @@ class ParseJob:
     queries: tuple[str, ...] = ()
     scene: bool = False
     question: str | None = None
+    max_new_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    on_text: Callable[[str], None] | None = None  # streamed answer pieces (chat with stream=true)
 
-    @property
-    def num_prompts(self) -> int:
-        return len(self.queries) if self.queries else 1
+    def generation_options(self) -> dict:
+        """Per-request decoding options for :meth:`SceneParser.parse_many` items."""
+        opts = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "seed": self.seed, "on_text": self.on_text}
+        return {k: v for k, v in opts.items() if v is not None}
+
+
+def _int_field(value: Any, param: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(400, f"'{param}' must be an integer, got {str(value)[:40]!r}", param=param)
+    if value < minimum:
+        raise RequestError(400, f"'{param}' must be at least {minimum}, got {value}", param=param)
+    return value
+
+
+def _number_field(value: Any, param: str, lo: float, hi: float, *, open_low: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise RequestError(400, f"'{param}' must be a number, got {str(value)[:40]!r}", param=param)
+    if value > hi or value < lo or (open_low and value == lo):
+        low = f"({lo}" if open_low else f"[{lo}"
+        raise RequestError(400, f"'{param}' must be in {low}, {hi}], got {value}", param=param)
+    return float(value)
+
+
+def chat_generation_options(req: "ChatCompletionRequest", *, max_new_tokens: int) -> dict:
+    """The decoding options of a chat request, checked (400 naming the field when invalid).
+
+    Returns ``max_new_tokens`` (the request's cap, at most the server's ``max_new_tokens``),
+    ``temperature``, ``top_p``, ``seed`` and ``include_usage``."""
+    if req.n is not None and _int_field(req.n, "n", minimum=1) != 1:
+        raise RequestError(400, "n > 1 is not supported: this server returns one choice per request", param="n")
+    cap = max_new_tokens
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(req, name)
+        if value is not None:
+            cap = min(_int_field(value, name, minimum=1), max_new_tokens)
+    temperature = 0.0 if req.temperature is None else _number_field(req.temperature, "temperature", 0.0, 2.0)
+    top_p = 1.0 if req.top_p is None else _number_field(req.top_p, "top_p", 0.0, 1.0, open_low=True)
+    seed = None if req.seed is None else _int_field(req.seed, "seed", minimum=-(2**63))
+    if req.logprobs not in (None, False):
+        raise RequestError(400, "logprobs are not supported by this server", param="logprobs")
+    include_usage = False
+    if req.stream_options is not None:
+        if not req.stream:
+            raise RequestError(400, "'stream_options' is only allowed with stream=true", param="stream_options")
+        if not isinstance(req.stream_options, dict):
+            raise RequestError(400, "'stream_options' must be an object", param="stream_options")
+        flag = req.stream_options.get("include_usage", False)
+        if not isinstance(flag, bool):
+            raise RequestError(400, "'stream_options.include_usage' must be true or false", param="stream_options")
+        include_usage = flag
+    return {"max_new_tokens": cap, "temperature": temperature, "top_p": top_p, "seed": seed,
+            "include_usage": include_usage}
 
 
 def check_text(text: str, *, max_chars: int, param: str) -> str:

@@ -176,3 +176,53 @@ def test_settings_validation(tiny):
     defaults = GenerationSettings()
     assert (defaults.max_new_tokens, defaults.max_context, defaults.repetition_penalty) == (2048, 4096, 1.05)
     assert defaults.stop_strings == ("<0><0><0><0>",) and "<|im_end|>" in defaults.stop_tokens
+
+
+def test_per_request_cap_streaming_and_sampling(tiny):
+    model, processor = tiny
+    img = Image.fromarray((np.random.RandomState(7).rand(60, 80, 3) * 255).astype("uint8"))
+    base = TransformersBackend(model, processor, max_new_tokens=12, min_new_tokens=0)
+    assert isinstance(base, Backend)
+    full = base.generate([GenerationRequest(img, "Return a single JSON object only.\nParse mug.")])[0]
+    pieces: list[str] = []
+    capped, streamed = base.generate([
+        GenerationRequest(img, "Return a single JSON object only.\nParse mug.", max_new_tokens=3),
+        GenerationRequest(img, "Return a single JSON object only.\nParse mug.", on_text=pieces.append),
+    ])
+    # a per-request cap lowers the limit and says "length"; it never raises the server's cap
+    assert capped.num_output_tokens == min(3, full.num_output_tokens)
+    if full.num_output_tokens > 3:
+        assert capped.finish_reason == "length" and capped.hit_limit
+        assert capped.token_ids == full.token_ids[:3]
+    # streaming: the pieces add up to exactly the final text, and greedy output is unchanged
+    assert "".join(pieces) == streamed.text == full.text and streamed.token_ids == full.token_ids
+    big = TransformersBackend(model, processor, max_new_tokens=4, min_new_tokens=4)
+    (out,) = big.generate([GenerationRequest(img, "q", max_new_tokens=100)])
+    assert out.num_output_tokens == 4 and out.finish_reason == "length"
+    # sampling: reproducible with a seed; a callback that raises cancels the request
+    samp = TransformersBackend(model, processor, max_new_tokens=8, min_new_tokens=8)
+    a = samp.generate([GenerationRequest(img, "q", temperature=1.5, seed=3)])[0]
+    b = samp.generate([GenerationRequest(img, "q", temperature=1.5, seed=3)])[0]
+    assert a.token_ids == b.token_ids
+
+    def boom(_):
+        raise ConnectionError("client gone")
+
+    (cancelled,) = samp.generate([GenerationRequest(img, "q", on_text=boom)])
+    assert cancelled.finish_reason == "cancelled" and cancelled.num_output_tokens < 8
+    with pytest.raises(InputError):
+        GenerationRequest(img, "q", max_new_tokens=0)
+    with pytest.raises(InputError):
+        GenerationRequest(img, "q", top_p=0)
+
+
+def test_streamed_pieces_hold_back_a_possible_stop_string(tiny):
+    model, processor = tiny
+    tok = processor.tokenizer
+    a, z = tok.convert_tokens_to_ids("<0>"), tok.convert_tokens_to_ids("<5>")
+    script = [a, a, z, a, a, a, a, z]  # "<0><0><5>" then the stop string "<0><0><0><0>"
+    req_pieces: list[str] = []
+    req = [GenerationRequest(Image.new("RGB", (56, 56)), "q", on_text=req_pieces.append)]
+    out = TransformersBackend(Scripted(model, script), processor).generate(req)[0]
+    assert out.finish_reason == "stop_string" and out.text == "<0><0><5>"
+    assert "".join(req_pieces) == "<0><0><5>" and all("<0><0><0><0>" not in p for p in req_pieces)

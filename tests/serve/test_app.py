@@ -148,8 +148,12 @@ def test_chat_completions_raw_json_and_stream(client):
     with client.stream("POST", "/v1/chat/completions", json=dict(req, stream=True)) as resp:
         lines = [ln for ln in resp.iter_lines() if ln.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
-    first = json.loads(lines[0][6:])
-    assert first["object"] == "chat.completion.chunk" and "kettle" in first["choices"][0]["delta"]["content"]
+    chunks = [json.loads(ln[6:]) for ln in lines[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert json.loads(text) == {"name": "kettle"}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
 
 def test_chat_full_question_is_passed_verbatim(client, model):
