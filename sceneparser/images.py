@@ -54,6 +54,9 @@ IMAGE_FORMATS: tuple[str, ...] = (
 )
 
 _SCALED_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+# What Image.open is given: PIL has no "MPO" opener (an MPO file opens through the JPEG one) and
+# raises KeyError on the name, which refused every format listed after it.
+_OPEN_FORMATS = tuple(f for f in IMAGE_FORMATS if f != "MPO")
 
 
 class ImageError(InputError):
@@ -152,7 +155,7 @@ def open_image(
                 # our own limit replaces PIL's warning; PIL still refuses images over twice its own limit
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 try:
-                    img = Image.open(fh, formats=IMAGE_FORMATS)  # reads the header only
+                    img = Image.open(fh, formats=_OPEN_FORMATS)  # reads the header only
                 except Image.DecompressionBombError as exc:
                     raise ImageError(f"image {name} is too large to decode safely: {exc}", "too_many_pixels") from None
                 except Exception:  # noqa: BLE001 - UnidentifiedImageError, OSError, SyntaxError, ...
