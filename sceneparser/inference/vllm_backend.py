@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -44,6 +45,7 @@ from sceneparser.errors import ModelLoadError, require
 from sceneparser.images import to_rgb
 from sceneparser.inference.types import Backend, GenerationOutput, GenerationRequest, GenerationSettings
 from sceneparser.model import tokenizer as tok_mod
+from sceneparser.model.loading import canonical_dtype, resolve_model_path
 from sceneparser.model.processor import smart_resize
 
 STOP_STRINGS = ("<|im_end|>", "<0><0><0><0>")
@@ -112,28 +114,43 @@ def prepare_input(image: Any, question: str, *, min_pixels: int = 12544, max_pix
     return {"prompt": prompts.chat_text(question, layout=layout), "multi_modal_data": {"image": img}}
 
 
-def tokenizer_dir(model_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
+#: files whose content defines a checkpoint's tokenizer (the converted-tokenizer cache is keyed by them)
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "added_tokens.json",
+    "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
+)
+
+
+def tokenizer_fingerprint(model_dir: str | os.PathLike) -> str:
+    """A hash of the tokenizer files' names and contents (not of the path): a checkpoint that
+    changes in place gets a new converted tokenizer, a copy elsewhere reuses the old one."""
+    h = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        f = Path(model_dir) / name
+        if f.is_file():
+            h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:20]
+
+
+def tokenizer_dir(model_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
     """A directory vLLM can load our checkpoint-compatible tokenizer from.
 
-    Our own model directories already ship a correct ``tokenizer.json`` and are returned as is;
-    a Rex-Omni-layout checkpoint (reused ids, no ``tokenizer.json``) is converted once by
-    :func:`sceneparser.model.tokenizer.load_tokenizer` and saved under the cache.
+    ``model_dir`` is a local directory (hub ids are resolved to their snapshot before, see
+    :class:`VLLMBackend`). Our own model directories already ship a correct ``tokenizer.json``
+    and are returned as is; a Rex-Omni-layout checkpoint (reused ids, no usable
+    ``tokenizer.json``) is converted once by :func:`sceneparser.model.tokenizer.load_tokenizer` and
+    saved under the cache, keyed by the content of its tokenizer files.
     """
-    path = Path(model_path)
-    if not path.is_dir():
-        return str(model_path)  # a hub id: vLLM resolves it (the caller accepts its tokenizer)
+    path = Path(model_dir)
     if tok_mod.detect_layout(path) not in ("reused-ids", "vocab-merges"):
         return str(path)
     root = Path(cache_dir) if cache_dir is not None else tok_mod.default_cache_dir()
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    out = root / f"vllm-{key}"
+    out = root / f"vllm-{tokenizer_fingerprint(path)}"
     if not (out / "tokenizer.json").is_file():
         tok = tok_mod.load_tokenizer(path)
         tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
         tok.save_pretrained(tmp)
         if out.exists():  # another process won the race; keep its copy
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             os.replace(tmp, out)
@@ -189,15 +206,18 @@ class VLLMBackend(Backend):
             local_rank = int(str(device).split(":", 1)[1])
         self.min_pixels = int(min_pixels)
         self.max_pixels = int(max_pixels)
+        # a hub id is resolved to its local snapshot first, so it gets the converted tokenizer too
+        # (vLLM would otherwise load the checkpoint's own tokenizer, whose ids are wrong on transformers 5)
+        local = resolve_model_path(model_path)
         kwargs = engine_kwargs(
-            str(model_path),
-            tokenizer_dir(model_path),
+            str(local),
+            tokenizer_dir(local),
             max_model_len=max_model_len,
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,
             min_pixels=min_pixels,
             max_pixels=max_pixels,
-            dtype=dtype,
+            dtype=canonical_dtype(dtype),
             enable_prefix_caching=enable_prefix_caching,
             seed=seed,
             **engine_extra,

@@ -11,7 +11,7 @@ A model directory holds what transformers and vLLM expect of a Qwen2.5-VL checkp
 * optionally ``sceneparser.json`` with extra metadata (training stage, data, ...).
 
 We save the parts ourselves: ``Qwen2_5_VLProcessor.save_pretrained`` and ``AutoProcessor`` need a
-torchvision video processor (rex_omni.md §7.3).
+torchvision video processor (docs/reference.md, *resize*).
 """
 
 from __future__ import annotations
@@ -60,17 +60,25 @@ _DTYPES = {
 }
 
 
+def canonical_dtype(dtype: Any) -> str | None:
+    """The one spelling of a dtype every backend gets: ``float32``, ``bfloat16``, ``float16``, or
+    ``None`` for automatic (``None``/``"auto"``). Aliases (``fp32``, ``bf16``, ``half``, ``torch.float16``,
+    a ``torch.dtype``) are accepted; anything else is an :class:`InputError`."""
+    if dtype is None or str(dtype).lower() == "auto":
+        return None
+    name = _DTYPES.get(str(dtype).lower().replace("torch.", ""))
+    if name is None:
+        raise InputError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16, or auto)")
+    return name
+
+
 def resolve_dtype(dtype: Any, device) -> Any:
     """``torch.dtype``: the given one, else bfloat16 on CUDA and float32 elsewhere."""
     import torch
 
-    if dtype is None or dtype == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = _DTYPES.get(str(dtype).lower().replace("torch.", ""))
+    name = canonical_dtype(dtype)
     if name is None:
-        raise InputError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
     return getattr(torch, name)
 
 
