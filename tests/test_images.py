@@ -267,3 +267,11 @@ def test_http_maps_image_errors_to_4xx(tmp_path):
         bad = client.post("/v1/parse", files={"image": ("a.png", b"not an image")}, data={"query": "x"})
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_image"
         assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "PPM", "TGA", "ICO"])
+def test_every_listed_format_opens(fmt):
+    buf = io.BytesIO()
+    _noise(32, 24).save(buf, format=fmt)
+    out = open_image(buf.getvalue())
+    assert out.mode == "RGB" and out.size == (32, 24)
