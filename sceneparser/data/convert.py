@@ -1,19 +1,27 @@
-"""Benchmark JSONL -> training TSV (training.md §2), lossless by default.
+"""Benchmark JSONL -> training TSV (docs/reference.md, *training-data*), lossless by default.
 
 Differences from the reference converter (all deliberate; the annotation JSON is the same):
 
 * the ORIGINAL image bytes are stored (no lossy JPEG q75 re-encode); ``reencode_jpeg_quality=75``
-  gives the reference's bytes (PIL ``convert("RGB")`` + JPEG with default subsampling);
+  gives the reference's bytes for 8-bit RGB, L, P and CMYK images (PIL ``convert("RGB")`` + JPEG
+  with default subsampling);
 * every skipped record is reported with its line and reason (summary + ``skipped.jsonl``), and
   repaired fields are reported as warnings (``warnings.jsonl``);
 * the output is written under temporary names and renamed at the end, so an interrupted run
   leaves no inconsistent files; ``validate=True`` re-reads the three files afterwards;
-* 16-bit images are scaled to 8 bits and stored as PNG (the reference's ``convert("RGB")``
+* 16-bit images are scaled to 8 bits and stored as an RGB PNG (the reference's ``convert("RGB")``
   clips them); malformed boxes become ``null`` instead of crashing later.
+
+Every conversion to RGB (the 16-bit PNG, the JPEG re-encode) and every full decode
+(``verify_images=True``) goes through the package's one image loader,
+:func:`sceneparser.images.open_image` / :func:`~sceneparser.images.to_rgb`, so a stored image has
+the pixels every other entry point would give it: 16-bit values ``v`` become ``rint(v / 257)``
+(before, this module used ``v >> 8``, which is one lower for about a quarter of the values), and
+8-bit RGB, L, P and CMYK images are PIL's ``convert("RGB")``, byte for byte as the reference.
 
 Images are checked cheaply by default (header, size, the end-of-image marker of JPEG/PNG, so
 missing, empty, truncated and non-image files are caught); ``verify_images=True`` also decodes
-every image fully.
+every image fully (and so refuses what the loader refuses, e.g. an aspect ratio over 200).
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from PIL import Image, UnidentifiedImageError
+
 from sceneparser.data.records import (
     Problem,
     decode_line,
@@ -40,6 +50,8 @@ from sceneparser.data.records import (
 )
 from sceneparser.data.tsv import TSVWriter, validate_tsv
 from sceneparser.errors import InputError
+from sceneparser.images import ImageError, open_image
+from sceneparser.io import write_jsonl
 
 SKIPPED_JSONL = "skipped.jsonl"
 WARNINGS_JSONL = "warnings.jsonl"
@@ -126,8 +138,7 @@ def _png_info(data: bytes) -> ImageInfo:
 
 
 def _pil_info(data: bytes) -> ImageInfo:
-    from PIL import Image, UnidentifiedImageError
-
+    """Format, size and mode of an image in a format other than JPEG and PNG (decodes it)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
@@ -148,40 +159,34 @@ def inspect_image(data: bytes, *, full_decode: bool = False) -> ImageInfo:
     elif data[:8] == _PNG_SIG:
         info = _png_info(data)
     else:
-        return _pil_info(data)
+        info = _pil_info(data)
     if full_decode:
-        _pil_info(data)
+        _decode_rgb(data)
     if info.width <= 0 or info.height <= 0:
         raise ImageProblem(f"image has no pixels ({info.width}x{info.height})")
     return info
 
 
-def _to_8bit_png(data: bytes) -> bytes:
-    """A 16-bit image scaled to 8 bits (not clipped) and stored losslessly as PNG."""
-    import numpy as np
-    from PIL import Image
+def _decode_rgb(data: bytes):
+    """The image fully decoded as 8-bit RGB by :func:`sceneparser.images.open_image` (no pixel limit)."""
+    try:
+        return open_image(data, max_pixels=None)
+    except ImageError as exc:
+        raise ImageProblem(f"not a readable image ({exc})") from None
 
-    with Image.open(io.BytesIO(data)) as im:
-        arr = np.asarray(im)
-    if arr.dtype in (np.uint16, np.int32, np.uint32, np.int16) or arr.dtype.itemsize > 1:
-        arr = (arr.astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-    out = Image.fromarray(arr)
+
+def _to_8bit_png(data: bytes) -> bytes:
+    """A 16-bit image scaled to 8 bits (not clipped, as the loader scales it) and stored losslessly as PNG."""
     buf = io.BytesIO()
-    out.save(buf, format="PNG")
+    _decode_rgb(data).save(buf, format="PNG")
     return buf.getvalue()
 
 
 def reencode_jpeg(data: bytes, quality: int) -> bytes:
-    """The reference's bytes: PIL ``convert("RGB")`` then JPEG at ``quality`` (PIL defaults else)."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            rgb = im.convert("RGB")
-    except Exception as exc:  # noqa: BLE001
-        raise ImageProblem(f"not a readable image ({type(exc).__name__}: {exc})") from None
+    """The reference's bytes for 8-bit images: RGB (PIL ``convert("RGB")``, 16-bit scaled as the
+    loader does) then JPEG at ``quality`` (PIL defaults else)."""
     buf = io.BytesIO()
-    rgb.save(buf, format="JPEG", quality=quality)
+    _decode_rgb(data).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -377,14 +382,6 @@ def _chunks(lines: Iterable[tuple[int, bytes]], size: int) -> Iterator[list[tupl
         yield buf
 
 
-def _atomic_write_lines(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def convert_jsonl(
     json_file: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -491,8 +488,8 @@ def convert_jsonl(
             os.close(fd)
         if bar is not None:
             bar.close()
-    _atomic_write_lines(out / SKIPPED_JSONL, skipped)
-    _atomic_write_lines(out / WARNINGS_JSONL, warns)
+    write_jsonl(out / SKIPPED_JSONL, skipped, fsync=False)  # as the TSV files (TSVWriter's default)
+    write_jsonl(out / WARNINGS_JSONL, warns, fsync=False)
     summary = ConvertSummary(
         json_file=json_file,
         out_dir=out,

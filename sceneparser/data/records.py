@@ -1,6 +1,6 @@
 """SceneParser-Bench JSONL records: loading, validation and the converter's annotation shape.
 
-A record (evaluation.md §2, training.md §1.1) is ``{"image_path": str, "objects": [...]}`` with
+A record (docs/reference.md, *training-data*) is ``{"image_path": str, "objects": [...]}`` with
 objects ``{phrase|name, object_bbox|bbox, parts: [{part_name, part_bbox|bbox, is_pseudo_part,
 affordances: [{action, affordance_bbox, sampled_points, mask_path}]}]}``. Boxes are absolute pixel
 ``[x0, y0, x1, y1]``. The variants of the real data are accepted: ``phrase`` wins over ``name``
@@ -15,7 +15,7 @@ Validation reports every problem with its line number and field path (for exampl
   NaN/inf becomes ``null``; a non-dict entry is dropped), or is suspicious but kept exactly as the
   reference keeps it (inverted or out-of-image boxes, missing names). The record is kept.
 
-:func:`record_to_annotation` gives the converter's annotation (training.md §2.1) with the same
+:func:`record_to_annotation` gives the converter's annotation (docs/reference.md, *training-data*) with the same
 re-shaping and de-duplication as the reference converter.
 """
 
@@ -29,10 +29,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from sceneparser.errors import InputError
-
-
-def _norm(v: Any) -> str:
-    return str(v or "").strip().lower()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,14 +344,14 @@ def _walk(obj: Any, line: int, size, build: bool, keep_flag: bool) -> tuple[dict
                         p0 = sps[0]
                         if isinstance(p0, (list, tuple)) and len(p0) >= 2:
                             point = [p0[0], p0[1]]
-                    akey = (_normf(action), _hashable(point))
+                    akey = (_dedup_name(action), _hashable(point))
                     if akey not in seen_affs:
                         seen_affs.add(akey)
                         ann_affs.append({"action": action, "point": point})
             if build:
                 pname = p.get("part_name")
                 pbox = p.get("part_bbox") or p.get("bbox")
-                if seen_parts.first((_normf(pname), _hashable(pbox)), ann_affs):
+                if seen_parts.first((_dedup_name(pname), _hashable(pbox)), ann_affs):
                     if keep_flag:
                         ann_parts.append({"part_name": pname, "bbox": pbox, "affordances": ann_affs,
                                           "is_pseudo_part": bool(p.get("is_pseudo_part"))})
@@ -364,7 +360,7 @@ def _walk(obj: Any, line: int, size, build: bool, keep_flag: bool) -> tuple[dict
         if build:
             name = o.get("phrase") or o.get("name")
             box = o.get("object_bbox") or o.get("bbox")
-            if seen_objects.first((_normf(name), _hashable(box)), ann_parts):
+            if seen_objects.first((_dedup_name(name), _hashable(box)), ann_parts):
                 ann_objects.append({"name": name, "bbox": box, "parts": ann_parts})
     return obj, chk.problems, ({"objects": ann_objects} if build else None)
 
@@ -387,7 +383,7 @@ def check_boxes_in_image(record: Mapping, width: int, height: int, line: int = 0
 
 
 # --------------------------------------------------------------------------------------------
-# Converter annotation (training.md §2.1)
+# Converter annotation (docs/reference.md, *training-data*)
 # --------------------------------------------------------------------------------------------
 
 
@@ -400,13 +396,6 @@ def _hashable(v: Any) -> Any:
         except TypeError:  # nested lists
             return tuple(_hashable(x) for x in v)
     return tuple(_hashable(x) for x in v) if isinstance(v, tuple) else v
-
-
-def _first_point(aff: Mapping) -> list | None:
-    sps = aff.get("sampled_points") or []
-    if sps and isinstance(sps[0], (list, tuple)) and len(sps[0]) >= 2:
-        return [sps[0][0], sps[0][1]]
-    return None
 
 
 class _Dedup:
@@ -440,7 +429,8 @@ class _Dedup:
 _MISSING = object()
 
 
-def _normf(v: Any) -> str:
+def _dedup_name(v: Any) -> str:
+    """A name as the reference's de-duplication key holds it: stripped and lower-cased."""
     return v.strip().lower() if type(v) is str else str(v or "").strip().lower()
 
 
@@ -474,14 +464,14 @@ def record_to_annotation(record: Mapping, keep_pseudo_flag: bool = False) -> dic
                     p0 = sps[0]
                     if isinstance(p0, (list, tuple)) and len(p0) >= 2:
                         point = [p0[0], p0[1]]
-                akey = (_normf(action), _hashable(point))
+                akey = (_dedup_name(action), _hashable(point))
                 if akey in seen_affs:
                     continue
                 seen_affs.add(akey)
                 affs.append({"action": action, "point": point})
             pname = p.get("part_name")
             pbox = p.get("part_bbox") or p.get("bbox")
-            if not seen_parts.first((_normf(pname), _hashable(pbox)), affs):
+            if not seen_parts.first((_dedup_name(pname), _hashable(pbox)), affs):
                 continue
             if keep_pseudo_flag:
                 parts.append({"part_name": pname, "bbox": pbox, "affordances": affs,
@@ -490,7 +480,7 @@ def record_to_annotation(record: Mapping, keep_pseudo_flag: bool = False) -> dic
                 parts.append({"part_name": pname, "bbox": pbox, "affordances": affs})
         name = o.get("phrase") or o.get("name")
         box = o.get("object_bbox") or o.get("bbox")
-        if not seen_objects.first((_normf(name), _hashable(box)), parts):
+        if not seen_objects.first((_dedup_name(name), _hashable(box)), parts):
             continue
         objects.append({"name": name, "bbox": box, "parts": parts})
     return {"objects": objects}

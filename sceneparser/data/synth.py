@@ -4,8 +4,8 @@ No real data can be downloaded here, so this generator is what tests, benchmarks
 shipped model stand on. Each image holds 1-5 household objects drawn with PIL on a muted,
 textured background. Every class has a fixed part structure, a distinct shape and a colour cue,
 and fixed affordances, so a small model can learn the scene -> object -> part -> affordance
-hierarchy. The records exercise every feature of the real schema (evaluation.md §2, training.md
-§1.1-§1.3):
+hierarchy. The records exercise every feature of the real schema (docs/reference.md,
+*training-data*):
 
 * ``phrase`` / ``object_bbox`` / ``parts`` (``part_name``, ``part_bbox``, ``is_pseudo_part``,
   ``affordances`` with ``action``, ``affordance_bbox``, ``sampled_points``, ``mask_path``);
@@ -28,15 +28,19 @@ so the output does not depend on the number of worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
+import multiprocessing as mp
 import os
 import random
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from PIL import Image, ImageDraw
+
+from sceneparser.io import atomic_open
 
 # --------------------------------------------------------------------------------------------
 # Class catalogue
@@ -475,9 +479,9 @@ def _render_and_encode(job: tuple[int, int, tuple[int, int], int]) -> tuple[byte
     return buf.getvalue(), objects, masks
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
+def _write_plain(path: Path, data: bytes) -> None:
     # images and masks are plain writes: the dataset only becomes visible when the JSONL files
-    # are renamed into place at the end, so a half-written image is never referenced
+    # are renamed into place at the end (sceneparser.io), so a half-written image is never referenced
     with open(path, "wb") as fh:
         fh.write(data)
 
@@ -517,41 +521,37 @@ def generate_dataset(
     counts = {n: 0 for n in CLASS_NAMES}
     num_objects = num_masks = 0
     paths = {"train": out / "train.jsonl", "val": out / "val.jsonl"}
-    tmp_paths = {k: p.with_name(p.name + ".tmp") for k, p in paths.items()}
-    fhs = {k: open(p, "w", encoding="utf-8") for k, p in tmp_paths.items()}
 
     pool = None
-    try:
-        if workers > 1 and num_images > 1:
-            import multiprocessing as mp
+    # both JSONL files are renamed into place (sceneparser.io) only after every image is written;
+    # an exception leaves the previous files, if any, untouched
+    with contextlib.ExitStack() as jsonl_files:
+        fhs = {k: jsonl_files.enter_context(atomic_open(p, "w", fsync=False)) for k, p in paths.items()}
+        try:
+            if workers > 1 and num_images > 1:
+                pool = mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers)
+                results = pool.imap(_render_and_encode, jobs, chunksize=8)
+            else:
+                results = map(_render_and_encode, jobs)
+            if progress:
+                from tqdm import tqdm
 
-            pool = mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers)
-            results = pool.imap(_render_and_encode, jobs, chunksize=8)
-        else:
-            results = map(_render_and_encode, jobs)
-        if progress:
-            from tqdm import tqdm
-
-            results = tqdm(results, total=num_images, desc="synth", unit="img")
-        for i, (jpeg, objects, masks) in enumerate(results):
-            rel = f"images/{i:06d}.jpg"
-            _write_bytes(out / rel, jpeg)
-            for mpath, data in masks.items():
-                _write_bytes(out / mpath, data)
-            num_masks += len(masks)
-            num_objects += len(objects)
-            for o in objects:
-                counts[o["phrase"]] += 1
-            split = "train" if i < num_train else "val"
-            fhs[split].write(json.dumps({"image_path": rel, "objects": objects}, ensure_ascii=False) + "\n")
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-        for fh in fhs.values():
-            fh.close()
-    for k in paths:
-        os.replace(tmp_paths[k], paths[k])
+                results = tqdm(results, total=num_images, desc="synth", unit="img")
+            for i, (jpeg, objects, masks) in enumerate(results):
+                rel = f"images/{i:06d}.jpg"
+                _write_plain(out / rel, jpeg)
+                for mpath, data in masks.items():
+                    _write_plain(out / mpath, data)
+                num_masks += len(masks)
+                num_objects += len(objects)
+                for o in objects:
+                    counts[o["phrase"]] += 1
+                split = "train" if i < num_train else "val"
+                fhs[split].write(json.dumps({"image_path": rel, "objects": objects}, ensure_ascii=False) + "\n")
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
     return SynthSummary(
         out_dir=out,
         train_path=paths["train"],
@@ -566,14 +566,6 @@ def generate_dataset(
     )
 
 
-def class_catalogue() -> list[dict]:
-    """The classes with their parts and actions (for docs and tests)."""
-    return [
-        {"name": c.name, "parts": list(c.parts), "actions": {k: list(v) for k, v in c.actions.items()}}
-        for c in CLASSES.values()
-    ]
-
-
 __all__ = [
     "CLASSES",
     "CLASS_NAMES",
@@ -581,7 +573,6 @@ __all__ = [
     "NONE_ACTION",
     "PLACEHOLDER_PART",
     "SynthSummary",
-    "class_catalogue",
     "generate_dataset",
     "render_scene",
 ]

@@ -1,6 +1,7 @@
-"""(annotation, query) -> training target text, bit-identical to the reference (training.md §3.2-§3.6).
+"""(annotation, query) -> training target text, bit-identical to the reference
+(docs/reference.md, *training-data*).
 
-The annotation is the converter's shape (pixel coordinates, training.md §2.1)::
+The annotation is the converter's shape (pixel coordinates; docs/reference.md, *training-data*)::
 
     {"objects": [{"name", "bbox", "parts": [{"part_name", "bbox", "affordances": [{"action", "point"}]}]}]}
 
@@ -74,10 +75,10 @@ class PseudoDefinition:
         return norm(action) in self.none_actions
 
 
-#: training.md §1.2: what the reference drop-pseudo task fn removes (by name only).
+#: What the reference's drop-pseudo policy removes, by name only (docs/reference.md, *training-data*).
 TRAINING_PLACEHOLDER_PART_NAMES = frozenset({"__placeholder_part__", "placeholder_part", "placeholder part"})
 TRAINING_NONE_ACTIONS = frozenset({"", "__none__", "none", "null"})
-#: evaluation.md §6: what the reference evaluation filters remove (name or ``is_pseudo_part``).
+#: What the reference evaluation filters remove, by name or ``is_pseudo_part`` (docs/reference.md, *filters*).
 EVALUATION_PLACEHOLDER_PART_NAMES = frozenset({"__placeholder_part__"})
 EVALUATION_NONE_ACTIONS = frozenset({"__none__", "__placeholder_action__"})
 

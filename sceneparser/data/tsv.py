@@ -1,4 +1,4 @@
-"""The training TSV layout (training.md §2.1): writer, random-access reader and validator.
+"""The training TSV layout (docs/reference.md, *training-data*): writer, random-access reader and validator.
 
 Three files per split, in one directory::
 
@@ -11,7 +11,8 @@ All offsets are byte offsets; the files are read and written in binary and decod
 reference converter, including the legacy ``b'...'`` wrapper around the base64 column.
 
 :class:`TSVReader` opens its file handles lazily and re-opens them after a ``fork`` (one
-handle per DataLoader worker) and drops them when pickled.
+handle per DataLoader worker) and drops them when pickled. Images are decoded with the package's
+one loader, :func:`sceneparser.images.open_image`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import io
 import json
 import os
 import shutil
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sceneparser.errors import InputError
+from sceneparser.images import open_image
 
 IMAGES_TSV = "images.tsv"
 ANNOTATIONS_TSV = "annotations.tsv"
@@ -45,10 +46,9 @@ class TSVRow:
     image_offset: int = -1
 
     def image(self):
-        """The image decoded with PIL and converted to RGB (no EXIF transpose, as the reference)."""
-        from PIL import Image
-
-        return Image.open(io.BytesIO(self.image_bytes)).convert("RGB")
+        """The image as 8-bit RGB through :func:`sceneparser.images.open_image` (no pixel limit, no
+        EXIF transpose, as the reference); raises :class:`sceneparser.images.ImageError`."""
+        return open_image(self.image_bytes, max_pixels=None, name=f"in row {self.index}" if self.index >= 0 else None)
 
 
 def _write_all(fd: int, pieces: list) -> None:
@@ -96,7 +96,8 @@ def _strip_b64_column(col: bytes) -> bytes:
 class TSVWriter:
     """Writes the three files under temporary names and renames them into place on commit.
 
-    A crash or an exception never leaves a partial set of files under the final names.
+    The three files are one commit (the lineidx is renamed last), so this is the one writer that
+    does not go through :mod:`sceneparser.io`, which replaces a single file. A crash or an exception never leaves a partial set of files under the final names.
     ``fsync=True`` also syncs the data to disk before the rename (power-loss safety, slower).
     Use as a context manager: an exception inside the block removes the temporary files and
     leaves any previous output untouched.
@@ -342,7 +343,8 @@ def validate_tsv(tsv_dir: str | os.PathLike, *, decode_images: bool = False, max
     Checks: each lineidx offset is the start of an annotation line, in order and covering every
     line; each annotation line is ``<int>\\t<JSON object>`` with valid UTF-8; each image line's
     first column is its own byte offset; every annotation points at an image line; every image
-    column is valid base64 of image bytes (``decode_images`` also decodes them with PIL).
+    column is valid base64 of image bytes (``decode_images`` also decodes them with
+    :func:`sceneparser.images.open_image`).
     """
     d = Path(tsv_dir)
     problems: list[str] = []
@@ -378,10 +380,7 @@ def validate_tsv(tsv_dir: str | os.PathLike, *, decode_images: bool = False, max
                     if not _looks_like_image(data):
                         bad(f"{IMAGES_TSV}: line {n} does not hold image bytes")
                     elif decode_images:
-                        from PIL import Image
-
-                        with Image.open(io.BytesIO(data)) as im:
-                            im.load()
+                        open_image(data, max_pixels=None, name=f"on line {n}")
                 except Exception as exc:  # noqa: BLE001 - any decode failure is a problem to report
                     bad(f"{IMAGES_TSV}: line {n}: undecodable image column ({type(exc).__name__}: {exc})")
             image_offsets.add(pos)

@@ -15,6 +15,7 @@ from sceneparser.cli import main as cli_main
 from sceneparser.data import convert as C
 from sceneparser.data.records import record_to_annotation
 from sceneparser.data.tsv import IMAGES_TSV, TSV_FILES, TSVReader, TSVWriter, validate_tsv
+from sceneparser.images import open_image
 
 
 def _read_jsonl(path):
@@ -174,3 +175,13 @@ def test_cli_convert(synth_dir, tmp_path, capsys):
     assert rc == 2
     b64 = (tmp_path / "t" / IMAGES_TSV).read_bytes().split(b"\t")[1].split(b"\n")[0]
     assert base64.b64decode(b64)[:3] == b"\xff\xd8\xff"
+
+
+def test_16bit_is_scaled_as_the_loader_scales_it():
+    data = _img_bytes("I;16", "PNG")
+    stored = Image.open(io.BytesIO(C._to_8bit_png(data)))
+    assert stored.format == "PNG" and stored.mode == "RGB"
+    values = np.asarray(Image.open(io.BytesIO(data)), dtype=np.float64)
+    expected = np.rint(values / 257).astype(np.uint8)  # the loader's rint(v / 257), not v >> 8
+    assert np.array_equal(np.asarray(stored)[..., 0], expected)
+    assert np.array_equal(np.asarray(stored), np.asarray(open_image(data)))

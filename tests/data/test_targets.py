@@ -1,4 +1,4 @@
-"""Training targets: every rule of training.md §3.2-§3.6, incl. the worked examples of §3.6."""
+"""Training targets: every rule of docs/reference.md, *training-data*, incl. worked examples."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sceneparser.data.records import record_to_annotation
 
 W, H = 1920, 1080
 
-# training.md §1.3
+# an example record in the reference's schema (docs/reference.md, *training-data*)
 RECORD = {
     "image_path": "datasets/EgoObjects/images/EXAMPLE.jpg",
     "objects": [

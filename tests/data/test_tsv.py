@@ -1,16 +1,20 @@
-"""TSV writer / random-access reader / validator (training.md §2.1, §2.3)."""
+"""TSV writer / random-access reader / validator (docs/reference.md, *training-data*)."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import pickle
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from sceneparser.data import tsv as T
 from sceneparser.errors import InputError
+from sceneparser.images import open_image
 
 ROWS = [(bytes([0xFF, 0xD8, 0xFF, i]) * (i + 1), {"objects": [{"name": f"tasse n°{i} 杯", "bbox": [i, 0, 5, 5], "parts": []}]})
         for i in range(6)]
@@ -111,3 +115,16 @@ def test_validate_detects_corruption(tmp_path):
     assert not res2.ok
     with pytest.raises(InputError):
         T.TSVReader(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"])
+def test_row_image_decodes_through_the_one_loader(tmp_path, fmt):
+    src = Image.fromarray(np.arange(24 * 32 * 3, dtype=np.uint8).reshape(24, 32, 3))
+    buf = io.BytesIO()
+    (src.convert("P") if fmt == "GIF" else src).save(buf, format=fmt)
+    with T.TSVWriter(tmp_path) as w:
+        w.write_row(buf.getvalue(), {"objects": []})
+    img = T.TSVReader(tmp_path).read(0).image()
+    assert img.mode == "RGB" and img.size == (32, 24)
+    assert np.array_equal(np.asarray(img), np.asarray(open_image(buf.getvalue())))
+    assert T.validate_tsv(tmp_path, decode_images=True).ok
