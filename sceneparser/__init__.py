@@ -1,7 +1,9 @@
 """sceneparser: hierarchical scene parsing (scene -> object -> part -> affordance).
 
-The heavy pieces (torch, transformers) are imported lazily: ``import sceneparser`` is cheap,
-and ``sceneparser.SceneParser`` pulls in the inference stack on first use.
+``import sceneparser`` runs before every ``import sceneparser.<module>``, so it stays cheap:
+``sceneparser.SceneParser`` is resolved on first use (module ``__getattr__``), which keeps the
+inference stack (and, on use, torch and transformers) out of ``sceneparser --help`` and
+``sceneparser metrics``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Three serialisations:
 
-* **token JSON** -- what the model reads and writes (training target format, evaluation.md §3.7)::
+* **token JSON** -- what the model reads and writes (training target format; docs/reference.md, *parser*)::
 
     {"objects": [{"name": "mug", "bbox": "<0><0><99><99>", "parts": [{"part_name": "handle",
       "bbox": "<...>", "affordances": [{"action": "grasp", "point": "<x><y>"}]}]}]}

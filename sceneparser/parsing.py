@@ -1,4 +1,4 @@
-"""Raw model text -> prediction in the reference answer schema (evaluation.md §3.8).
+"""Raw model text -> prediction in the reference answer schema (docs/reference.md, *parser*).
 
 ``parse_prediction(text, width, height, mode="reference")`` never raises. It returns a
 :class:`ParsedPrediction`: a plain ``dict`` equal to what the reference

@@ -2,12 +2,12 @@
 
 Everything here is plain data plus string assembly; nothing imports torch or transformers.
 
-* ``JSON_ONLY_PREFIX`` starts every question (training.md §3.3).
+* ``JSON_ONLY_PREFIX`` starts every question (docs/reference.md, *prompts*).
 * ``OBJECT_PROMPTS_WHEN_AVAILABLE`` is the object bank the reference curriculum trains on:
   24 sentences, each in a capitalised and a lower-case-first-letter form (48 entries). Every
   template holds ``[OBJ]`` exactly once. The strings and their order are the released bank's,
   byte for byte (they are data the released checkpoint was trained on); entry 0 is also the
-  question of the reference evaluation driver (evaluation.md §1, §3.3).
+  question of the reference evaluation driver (docs/reference.md, *prompts*).
 * ``SCENE_PROMPTS`` is the scene-level bank (the reference never draws it: ``scene_prompt_ratio=0``);
   ``DEFAULT_SCENE_PROMPT`` (entry 0) is the scene question used when none is given.
 * ``chat_text`` renders the full ChatML text with ONE ``<|image_pad|>`` placeholder:
@@ -36,7 +36,7 @@ IMAGE_PLACEHOLDER = VISION_START + IMAGE_PAD + VISION_END
 
 _WHEN = "object bbox, part bboxes, and affordance points when available"
 
-# The 24 capitalised sentences, in bank order (training.md §3.3).
+# The 24 capitalised sentences, in bank order (docs/reference.md, *prompts*).
 _WHEN_AVAILABLE_SENTENCES: tuple[str, ...] = (
     f"Parse [OBJ] in this image and return {_WHEN}.",
     f"Parse the target [OBJ] and return {_WHEN}.",
@@ -149,8 +149,8 @@ def chat_text(
 ) -> str:
     """Render the full ChatML text for one image + question, with one ``<|image_pad|>``.
 
-    ``layout="inference"`` reproduces the reference evaluation prompt (evaluation.md §3.3),
-    ``layout="training"`` the trainer's (training.md §3.5). With ``answer`` the assistant turn is
+    ``layout="inference"`` reproduces the reference evaluation prompt,
+    ``layout="training"`` the trainer's (docs/reference.md, *prompts*). With ``answer`` the assistant turn is
     completed as ``answer + "<|im_end|>\\n"``; without it the text ends with the generation prompt
     ``"<|im_start|>assistant\\n"``. ``system`` overrides the layout's system prompt.
     """

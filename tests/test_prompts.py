@@ -1,4 +1,4 @@
-"""Prompt banks and ChatML layouts: exact strings from evaluation.md §3.3 and training.md §3.3/§3.5."""
+"""Prompt banks and ChatML layouts: exact strings of the reference (docs/reference.md, *prompts*)."""
 
 from __future__ import annotations
 

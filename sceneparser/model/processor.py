@@ -1,6 +1,6 @@
 """Images and prompts -> model inputs for Qwen2.5-VL, without torchvision or qwen-vl-utils.
 
-* :func:`smart_resize` is the reference's (evaluation.md §3.4): sides rounded to multiples of 28
+* :func:`smart_resize` is the reference's (docs/reference.md, *resize*): sides rounded to multiples of 28
   with Python's half-to-even ``round``, then scaled into ``[min_pixels, max_pixels]``.
 * :class:`ImageProcessor` resizes with PIL (bicubic, as the reference's ``fetch_image``),
   rescales, normalises with the CLIP mean/std and cuts the image into Qwen2.5-VL patches
@@ -9,7 +9,7 @@
   the normalised x and y (0..1) of every pixel of the resized image (CoordConv).
 * :class:`SceneParserProcessor` expands each ``<|image_pad|>`` to the image's token count,
   tokenises, pads (left by default) and always returns ``mm_token_type_ids``: without it
-  transformers 5 silently gives the model 1D positions instead of M-RoPE (rex_omni.md §0).
+  transformers 5 silently gives the model 1D positions instead of M-RoPE (docs/reference.md, *mrope*).
 * Images are opened by :func:`sceneparser.images.open_image` (the one loader); a PIL image given
   here is converted with :func:`sceneparser.images.to_rgb`.
 """
@@ -52,7 +52,7 @@ def smart_resize(
     min_pixels: int = MIN_PIXELS,
     max_pixels: int = MAX_PIXELS,
 ) -> tuple[int, int]:
-    """Target ``(height, width)`` of the reference preprocessing (evaluation.md §3.4).
+    """Target ``(height, width)`` of the reference preprocessing (docs/reference.md, *resize*).
 
     ``round`` is Python's (half to even), exactly as qwen-vl-utils. The only departure: a side
     floored to 0 in the max-pixels branch (possible only with a tiny ``max_pixels`` and an extreme

@@ -1,6 +1,6 @@
 """Tokenizers: the checkpoint-compatible loader and a builder for small in-process tokenizers.
 
-Rex-Omni / SceneParser checkpoints (rex_omni.md §0, §1.2, §7.5) reuse the ids of the last 1,000
+Rex-Omni / SceneParser checkpoints (docs/reference.md, *tokenizer*) reuse the ids of the last 1,000
 ordinary BPE pieces for the coordinate tokens: ``<k>`` has id ``150643 + k`` and the Qwen specials
 start at 151643. The mapping exists only in ``tokenizer_config.json`` (``added_tokens_decoder``);
 the checkpoint ships ``vocab.json`` + ``merges.txt`` and no ``tokenizer.json``. transformers 5.x
@@ -430,7 +430,7 @@ __all__ = [
 # A Rex-Omni-layout tokenizer directory from the Qwen BPE ranks (offline fixture)
 # --------------------------------------------------------------------------------------------
 
-#: Qwen2.5-VL's added tokens after the 14 listed in rex_omni.md §1.1 (ids 151657+); not special.
+#: Qwen2.5-VL's added tokens after its 14 special tokens (docs/reference.md, *tokenizer*), ids 151657+; not special.
 QWEN_EXTRA_ADDED_TOKENS: tuple[str, ...] = (
     "<tool_call>",
     "</tool_call>",
@@ -520,7 +520,7 @@ def write_rex_omni_tokenizer_dir(
     Built from the real Qwen BPE ranks (default: dashscope's ``qwen.tiktoken``): the coordinate
     tokens ``<k>`` take over the ids of the last ``num_coord_tokens`` BPE pieces
     (``150643 + k``), the Qwen specials follow at 151643+, and no ``tokenizer.json`` is written,
-    exactly like the released checkpoints (rex_omni.md §1.2).
+    exactly like the released checkpoints (docs/reference.md, *tokenizer*).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
