@@ -2,8 +2,8 @@
 
 Light to import (no torch, no numpy until a mask is read)::
 
-    from sceneparser.evaluation import ground_truth, ObjectLevelMetric
-    gt = ground_truth(record, "mug")                  # build_gt_for_category
+    from sceneparser.evaluation import build_gt_for_category, ObjectLevelMetric
+    gt = build_gt_for_category(record, "mug")
     m = ObjectLevelMetric(ignore_pseudo_part=True, ignore_none_action=True)
     m.update(answer_line); result = m.result()
 
@@ -12,11 +12,9 @@ The runner (``sceneparser eval``) lives in :mod:`sceneparser.evaluation.runner`.
 
 from __future__ import annotations
 
-from sceneparser.evaluation import ground_truth  # a callable module: ground_truth(record, category)
 from sceneparser.evaluation.ground_truth import build_gt_for_category
 
 __all__ = [
-    "ground_truth",
     "build_gt_for_category",
     "ObjectLevelMetric",
     "SceneLevelMetric",

@@ -1,4 +1,4 @@
-"""The reference filter wrappers (evaluation.md §6): pseudo parts and none actions.
+"""The reference filter wrappers (docs/reference.md, *filters*): pseudo parts and none actions.
 
 ``filter_sample`` returns a filtered copy (the input is not modified), applied to both the
 ground truth and the prediction, exactly as ``*_with_filters.py`` does before it runs the base

@@ -1,4 +1,4 @@
-"""``final_metrics.json``: the four published numbers (evaluation.md §8)."""
+"""``final_metrics.json``: the four published numbers (docs/reference.md, *final-metrics*)."""
 
 from __future__ import annotations
 

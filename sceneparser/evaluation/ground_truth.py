@@ -1,4 +1,4 @@
-"""Per-sample ground truth: ``build_gt_for_category`` (evaluation.md §2.1).
+"""Per-sample ground truth: ``build_gt_for_category`` (docs/reference.md, *object-metric*).
 
 For one benchmark record (one image) and one category (an object ``phrase``), the ground truth
 of the sample is every object with exactly that phrase, with its parts (named, with a box) and
@@ -18,15 +18,7 @@ from typing import Any
 
 from sceneparser.errors import InputError
 
-__all__ = ["ground_truth", "build_gt_for_category"]
-
-
-def _list_or_empty(value: Any, where: str) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InputError(f"{where} must be a list or null, got {type(value).__name__}")
-    return value
+__all__ = ["build_gt_for_category"]
 
 
 def build_gt_for_category(record: dict, category: Any) -> dict:
@@ -88,22 +80,3 @@ def build_gt_for_category(record: dict, category: Any) -> dict:
         )
     return {"objects": gt_objects}
 
-
-def ground_truth(record: dict, category: Any) -> dict:
-    """Alias of :func:`build_gt_for_category` (the name in the architecture contract)."""
-    return build_gt_for_category(record, category)
-
-
-# ``sceneparser.evaluation.ground_truth`` is both this module and, by the architecture
-# contract, a function ``ground_truth(record, category)``. Making the module callable keeps
-# both spellings working, whichever the import system binds to the package attribute.
-import sys as _sys  # noqa: E402
-import types as _types  # noqa: E402
-
-
-class _CallableModule(_types.ModuleType):
-    def __call__(self, record: dict, category: Any) -> dict:
-        return build_gt_for_category(record, category)
-
-
-_sys.modules[__name__].__class__ = _CallableModule

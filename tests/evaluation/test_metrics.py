@@ -1,4 +1,4 @@
-"""Conformance vectors T1-T9 (evaluation.md §12) and the metric's documented behaviour."""
+"""Conformance vectors T1-T9 (docs/reference.md, *object-metric*) and the metric's documented behaviour."""
 
 import json
 import math
@@ -11,11 +11,11 @@ from sceneparser.evaluation.final import extract_final_metrics
 from sceneparser.evaluation.metrics import (
     ObjectLevelMetric,
     SceneLevelMetric,
-    _small_mean,
     iou,
     point_in_box,
     result_text,
 )
+from sceneparser.evaluation.metrics.means import small_mean
 
 
 # ----------------------------------------------------------------------------- builders
@@ -311,8 +311,8 @@ def test_order_invariance():
 
 def test_exact_means_match_statistics_mean():
     vals = [0.1, 0.2, 0.7, 1 / 3, 2 / 3, 0.3]
-    assert _small_mean(vals) == statistics.mean(vals)
-    assert _small_mean([0.1] * 7) == 0.1
+    assert small_mean(vals) == statistics.mean(vals)
+    assert small_mean([0.1] * 7) == 0.1
     # ints: a whole mean stays an int (statistics.mean semantics), as the reference writes it
     g = [gt_obj("a", [0, 0, 10, 10], [gt_part("p", [0, 0, 5, 5]), gt_part("q", [5, 5, 10, 10])])]
     p = [pr_obj("a", [0, 0, 10, 10], [pr_part("p", [0, 0, 5, 5])])]

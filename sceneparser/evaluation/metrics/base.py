@@ -1,0 +1,111 @@
+"""What both metrics share: options, reading (fast reader + slow validator), the filter diagnostics."""
+
+from __future__ import annotations
+
+import os
+
+from sceneparser.errors import InputError
+from sceneparser.evaluation.metrics.labels import LabelMap, load_alias_map
+from sceneparser.evaluation.metrics.masks import MaskReader
+from sceneparser.evaluation.metrics.matching import MATCHING_MODES, Matcher
+from sceneparser.evaluation.metrics.reading import Malformed, SampleReader, WideNumber
+from sceneparser.evaluation.metrics.validation import BadField, explain
+
+# what the fast reader raises on malformed input (the validator then names the field)
+_READ_ERRORS = (Malformed, TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError)
+
+
+class NeedsExactParse(Exception):
+    """:meth:`MetricBase.update_fast` could not take this sample: re-parse it with the standard
+    library and call :meth:`MetricBase.update` (which scores it or names the bad field)."""
+
+
+class MetricBase:
+    """Options, reading and the public ``update``; subclasses define ``_accumulate`` and ``result``."""
+
+    level = "object"
+    base_script = "sceneparser_hierarchical_metric.py"
+
+    def __init__(
+        self,
+        *,
+        ignore_pseudo_part: bool = False,
+        ignore_none_action: bool = False,
+        filter_wrapper: bool | None = None,
+        canonical_eval: bool = False,
+        part_mapping_path: str | None = None,
+        action_mapping_path: str | None = None,
+        part_alias_map: dict | None = None,
+        action_alias_map: dict | None = None,
+        matching: str = "reference",
+        normalize_object_names: bool = False,
+        mask_root: str | os.PathLike | None = None,
+    ):
+        if matching not in MATCHING_MODES:
+            raise InputError(f"matching must be one of {MATCHING_MODES}, got {matching!r}")
+        self.ignore_pseudo_part = bool(ignore_pseudo_part)
+        self.ignore_none_action = bool(ignore_none_action)
+        self.filter_wrapper = (
+            (self.ignore_pseudo_part or self.ignore_none_action) if filter_wrapper is None else bool(filter_wrapper)
+        )
+        self.canonical_eval = bool(canonical_eval)
+        self.part_mapping_path = part_mapping_path
+        self.action_mapping_path = action_mapping_path
+        part_alias = action_alias = None
+        if self.canonical_eval:
+            part_alias = dict(part_alias_map) if part_alias_map is not None else load_alias_map(part_mapping_path)
+            action_alias = (
+                dict(action_alias_map) if action_alias_map is not None else load_alias_map(action_mapping_path)
+            )
+        self.matching = matching
+        self.normalize_object_names = bool(normalize_object_names)
+        self.matcher = Matcher(matching == "optimal", MaskReader(mask_root, check_exists=self.level == "object"))
+        self.reader = SampleReader(
+            scene=self.level == "scene",
+            ignore_pseudo_part=self.ignore_pseudo_part,
+            ignore_none_action=self.ignore_none_action,
+            part_labels=LabelMap(part_alias),
+            action_labels=LabelMap(action_alias),
+            normalize_object_names=self.normalize_object_names,
+        )
+        self.num_samples = 0
+
+    def update(self, sample: dict) -> None:
+        """Add one answer line (a dict). Raises InputError (nothing counted) on malformed input."""
+        try:
+            G, P, json_ok = self.reader.read(sample)
+        except _READ_ERRORS as exc:
+            try:
+                explain(sample, scene=self.level == "scene", ignore_none_action=self.ignore_none_action)
+            except BadField as bad:
+                raise InputError(str(bad)) from None
+            raise InputError(f"malformed answer line ({type(exc).__name__}: {exc})") from None
+        self._add(G, P, json_ok)
+
+    def update_fast(self, sample: dict) -> None:
+        """:meth:`update` for a sample parsed by orjson: raises :class:`NeedsExactParse` (nothing
+        counted) where the sample is malformed or holds a number orjson may have read differently."""
+        try:
+            G, P, json_ok = self.reader.read(sample, check_wide=True)
+        except (WideNumber,) + _READ_ERRORS:
+            raise NeedsExactParse from None
+        self._add(G, P, json_ok)
+
+    def _add(self, G: list, P: list, json_ok: float) -> None:
+        if self.filter_wrapper:
+            json_ok = 1.0
+        self._accumulate(G, P, json_ok)
+        self.num_samples += 1
+
+    def _accumulate(self, G: list, P: list, json_ok: float) -> None:
+        raise NotImplementedError
+
+    def result(self) -> dict:
+        raise NotImplementedError
+
+    def _filter_diagnostics(self, diag: dict) -> None:
+        """The three keys the reference filter wrapper adds to ``diagnostics``."""
+        if self.filter_wrapper:
+            diag["ignore_pseudo_part"] = self.ignore_pseudo_part
+            diag["ignore_none_action"] = self.ignore_none_action
+            diag["base_metric_script"] = self.base_script

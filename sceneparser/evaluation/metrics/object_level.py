@@ -1,0 +1,325 @@
+"""``ObjectLevelMetric``: streaming ``sceneparser_hierarchical_metric.py`` (the published L1/L2/L3
+and ParseRate; docs/reference.md, *object-metric*), with the filter wrapper's semantics when a
+filter is on (docs/reference.md, *filters*).
+
+Per sample: objects are matched at IoU 0.95 and 0.5 (name-equal pairs only); parts inside
+matched objects likewise; affordances inside matched parts by action and point-in-region.
+Everything is counted as it streams; :mod:`.results` assembles the reference report.
+"""
+
+from __future__ import annotations
+
+from sceneparser.evaluation.metrics.base import MetricBase
+from sceneparser.evaluation.metrics.matching import iou_table, multiset_common, part_iou_table
+from sceneparser.evaluation.metrics.means import FloatMean, PairMean, small_mean
+from sceneparser.evaluation.metrics.records import (
+    AFF_ACTION,
+    GT_ANY_AFFS,
+    GT_PART_AFFS,
+    GT_PARTS,
+    GT_AFF_MASK,
+    GT_AFF_REGION,
+    OBJ_AFFS,
+    OBJ_N_AFFS,
+    OBJ_PARTS,
+    PART_AFFS,
+    PART_BOX,
+    PAIR_BOTH,
+    PAIR_GT_ONLY,
+    PAIR_NEITHER,
+    PAIR_PRED_ONLY,
+    PART_NAME,
+    PRED_AFF_POINT,
+    PRED_ANY_AFFS,
+    PRED_PART_AFFS,
+    PRED_PARTS,
+)
+from sceneparser.evaluation.metrics.results import object_result
+
+
+class ObjectTotals:
+    """Micro counters summed over all samples (names as in the reference's own bookkeeping)."""
+
+    __slots__ = (
+        "gt_with_parts", "gt_with_affs", "pred_with_parts", "pred_with_affs", "obj_gt", "obj_pred", "part_gt",
+        "part_pred", "aff_gt", "aff_pred", "eligible", "obj_tp", "part_tp", "aff_tp", "parse_ok_cond", "parse_ok",
+        "hier_em", "psem_m", "psem_gt", "psem_pred", "asem_m", "asem_gt", "asem_pred", "psem_pairs", "pgeom05",
+        "pgeom095", "asem_pairs", "apoint_ok", "sum_gt_parts", "sum_pred_parts", "sum_gt_affs", "sum_pred_affs",
+    )
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+class ObjectLevelMetric(MetricBase):
+    """Streaming ``sceneparser_hierarchical_metric.py`` (+ the filter wrapper when filters are on)."""
+
+    level = "object"
+    base_script = "sceneparser_hierarchical_metric.py"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.obj05 = PairMean()
+        self.obj095 = PairMean()
+        self.part05 = PairMean()
+        self.part095 = PairMean()
+        self.aff = PairMean()
+        self.hier = FloatMean()
+        self.json_ok = FloatMean()
+        self.totals = ObjectTotals()
+        self.obj_patterns = [0] * 64  # matched objects at 0.5, by their structure bits
+        self.pair_patterns = [0] * 4  # matched part pairs at 0.5, by PAIR_*
+
+    def result(self) -> dict:
+        return object_result(self)
+
+    # ------------------------------------------------------------------ one sample
+    def _accumulate(self, G: list, P: list, json_ok: float) -> None:
+        self.json_ok.add(json_ok)
+        self._count_structure(G, P)
+        n_g = len(G)
+        n_p = len(P)
+        if not n_g or not n_p:  # nothing can match
+            p, r = (0.0 if n_p else (0.0 if n_g else 1.0)), (0.0 if n_g else 1.0)
+            self.obj05.add(p, r)
+            self.obj095.add(p, r)
+            return
+        match = self.matcher.match
+        obj_table = iou_table(G, P, False)
+        m95 = match(obj_table, 0.95) if obj_table else ()
+        m05 = match(obj_table, 0.5)
+        self.obj05.add(len(m05) / n_p, len(m05) / n_g)
+        self.obj095.add(len(m95) / n_p, len(m95) / n_g)
+        part_tables: dict = {}
+        if m95:
+            self._parts_at_095(G, P, m95, part_tables)
+        if m05:
+            self._matched_at_05(G, P, m05, part_tables)
+
+    def _count_structure(self, G: list, P: list) -> None:
+        """Per-sample totals that need no matching (emission rates, L1-L3 denominators, ParseRate's)."""
+        t = self.totals
+        gt_with_parts = gt_with_affs = gt_parts = gt_affs = eligible = 0
+        for g in G:
+            parts = g[OBJ_PARTS]
+            n_affs = g[OBJ_N_AFFS]
+            if parts:
+                gt_with_parts += 1
+                gt_parts += len(parts)
+                eligible += 1
+            if n_affs:
+                gt_with_affs += 1
+                gt_affs += n_affs
+                if not parts:
+                    eligible += 1
+        pred_with_parts = pred_with_affs = pred_parts = pred_affs = 0
+        for p in P:
+            parts = p[OBJ_PARTS]
+            n_affs = p[OBJ_N_AFFS]
+            if parts:
+                pred_with_parts += 1
+                pred_parts += len(parts)
+            if n_affs:
+                pred_with_affs += 1
+                pred_affs += n_affs
+        t.gt_with_parts += gt_with_parts
+        t.gt_with_affs += gt_with_affs
+        t.pred_with_parts += pred_with_parts
+        t.pred_with_affs += pred_with_affs
+        t.obj_gt += len(G)
+        t.obj_pred += len(P)
+        t.part_gt += gt_parts
+        t.part_pred += pred_parts
+        t.aff_gt += gt_affs
+        t.aff_pred += pred_affs
+        t.eligible += eligible
+
+    def _parts_at_095(self, G: list, P: list, m95: list, part_tables: dict) -> None:
+        """Macro part precision/recall at IoU 0.95 over the objects matched at 0.95."""
+        match = self.matcher.match
+        pp_p, pp_r = [], []
+        for gi, pj in m95:
+            gparts = G[gi][OBJ_PARTS]
+            pparts = P[pj][OBJ_PARTS]
+            gn, pn = len(gparts), len(pparts)
+            if gn and pn:
+                table = part_tables[(gi, pj)] = part_iou_table(gparts, pparts)
+                k = len(match(table, 0.95))
+                pp_p.append(k / pn)
+                pp_r.append(k / gn)
+            elif gn or pn:
+                pp_p.append(0.0)
+                pp_r.append(0.0)
+        if pp_p:
+            self.part095.add(small_mean(pp_p), small_mean(pp_r))
+
+    def _matched_at_05(self, G: list, P: list, m05: list, part_tables: dict) -> None:
+        """Everything at IoU 0.5: parts, affordances, ParseRate, exact match, the diagnostics."""
+        t = self.totals
+        t.obj_tp += len(m05)
+        obj_patterns = self.obj_patterns
+        pp_p, pp_r, ap_p, ap_r, exact_hits = [], [], [], [], []
+        for gi, pj in m05:
+            g = G[gi]
+            p = P[pj]
+            _, _, gparts, g_npa, g_naffs, gaffs, gsem_parts, gsem_actions = g
+            _, _, pparts, p_npa, p_naffs, paffs, psem_parts, psem_actions = p
+            gn, pn = len(gparts), len(pparts)
+            obj_patterns[(gn and GT_PARTS) | (g_npa and GT_PART_AFFS) | (g_naffs and GT_ANY_AFFS)
+                         | (pn and PRED_PARTS) | (p_npa and PRED_PART_AFFS) | (p_naffs and PRED_ANY_AFFS)] += 1
+            t.sum_gt_parts += gn
+            t.sum_pred_parts += pn
+            t.sum_gt_affs += g_naffs
+            t.sum_pred_affs += p_naffs
+
+            table = part_tables.get((gi, pj)) if gn and pn else ()
+            if gn and pn and table is None:
+                table = part_iou_table(gparts, pparts)
+            k, m_aff = self._parts_and_affordances(gparts, pparts, table)
+            t.part_tp += k
+            if gn and pn:
+                part_r, part_p = k / gn, k / pn
+            elif gn or pn:
+                part_r = part_p = 0.0
+            else:
+                part_r = part_p = None
+            if part_r is not None:
+                pp_p.append(part_p)
+                pp_r.append(part_r)
+            if g_npa or p_npa:
+                aff_r = m_aff / g_npa if g_npa else 0.0
+                aff_p = m_aff / p_npa if p_npa else 0.0
+                ap_p.append(aff_p)
+                ap_r.append(aff_r)
+            else:
+                aff_r = aff_p = None
+            self._parse_and_exact_match(g, p, k, m_aff, part_r, part_p, aff_r, aff_p)
+            exact_hits.append(1.0 if part_r == 1.0 and part_p == 1.0 and aff_r == 1.0 and aff_p == 1.0 else 0.0)
+            if gsem_parts or psem_parts:
+                self._part_name_counts(gsem_parts, psem_parts)
+            if table:
+                self._part_name_pairs(gparts, table)
+            if gsem_actions or psem_actions:
+                self._semantic_actions(gsem_actions, psem_actions, gaffs, paffs)
+        if pp_p:
+            self.part05.add(small_mean(pp_p), small_mean(pp_r))
+        if ap_p:
+            self.aff.add(small_mean(ap_p), small_mean(ap_r))
+            self.hier.add(small_mean(exact_hits))  # (the reference averages it only here)
+
+    def _parts_and_affordances(self, gparts: list, pparts: list, table) -> tuple[int, int]:
+        """(matched parts at 0.5, affordances matched inside them); counts the part-pair patterns."""
+        if not table:
+            return 0, 0
+        pairs = self.matcher.match(table, 0.5)
+        pair_patterns = self.pair_patterns
+        aff_matches = self.matcher.aff_matches
+        m_aff = 0
+        for gpi, ppi in pairs:
+            gpart = gparts[gpi]
+            ga = gpart[PART_AFFS]
+            pa = pparts[ppi][PART_AFFS]
+            if ga:
+                if pa:
+                    pair_patterns[PAIR_BOTH] += 1
+                    m_aff += aff_matches(ga, pa, gpart[PART_BOX])
+                else:
+                    pair_patterns[PAIR_GT_ONLY] += 1
+            else:
+                pair_patterns[PAIR_PRED_ONLY if pa else PAIR_NEITHER] += 1
+        return len(pairs), m_aff
+
+    def _parse_and_exact_match(self, g: tuple, p: tuple, k: int, m_aff: int, part_r, part_p, aff_r, aff_p) -> None:
+        """L3 true positives, the content-aware parse counts and the end-to-end exact match."""
+        t = self.totals
+        _, _, gparts, g_npa, g_naffs, gaffs, _, _ = g
+        if gparts:
+            t.aff_tp += m_aff
+            if g_npa:
+                if k and m_aff:
+                    t.parse_ok += 1
+                t.hier_em += part_r == 1.0 and part_p == 1.0 and aff_r == 1.0 and aff_p == 1.0
+            else:
+                if k:
+                    t.parse_ok += 1
+                t.hier_em += part_r == 1.0 and part_p == 1.0
+        else:  # the object's own affordances, each region falling back to its part box
+            paffs = p[OBJ_AFFS]
+            root = self.matcher.aff_matches(gaffs, paffs, None, True) if gaffs and paffs else 0
+            t.aff_tp += root
+            if g_naffs:
+                t.parse_ok += root > 0
+                t.hier_em += root == g_naffs and root == p[OBJ_N_AFFS]
+        if k and m_aff:
+            t.parse_ok_cond += 1
+
+    def _part_name_counts(self, gsem: list, psem: list) -> None:
+        """Part names as multisets (the semantic part precision/recall)."""
+        t = self.totals
+        t.psem_gt += len(gsem)
+        t.psem_pred += len(psem)
+        if gsem and psem:
+            t.psem_m += multiset_common(gsem, psem)
+
+    def _part_name_pairs(self, gparts: list, table: list) -> None:
+        """Name-only greedy part pairs (any IoU) -> box accuracy given the name."""
+        t = self.totals
+        used = 0
+        pairs = geom05 = geom095 = 0
+        for gpi, row, _ in table:
+            if not gparts[gpi][PART_NAME]:
+                continue
+            best_j = -1
+            best = -1.0
+            for j, score in row:
+                if score > best and not used & (1 << j):
+                    best = score
+                    best_j = j
+            if best_j != -1:
+                used |= 1 << best_j
+                pairs += 1
+                if best >= 0.5:
+                    geom05 += 1
+                    if best >= 0.95:
+                        geom095 += 1
+        t.psem_pairs += pairs
+        t.pgeom05 += geom05
+        t.pgeom095 += geom095
+
+    def _semantic_actions(self, gsem: list, psem: list, gaffs: list, paffs: list) -> None:
+        """Actions as multisets, and action-only first-fit pairs -> point accuracy given the action."""
+        t = self.totals
+        t.asem_gt += len(gsem)
+        t.asem_pred += len(psem)
+        if not (gsem and psem):
+            return
+        t.asem_m += multiset_common(gsem, psem)
+        in_region = self.matcher.in_region
+        used = 0
+        pairs = points_ok = 0
+        for ga in gaffs:
+            gact = ga[AFF_ACTION]
+            if not gact:
+                continue
+            bit = 1
+            for pa in paffs:
+                if not used & bit and pa[AFF_ACTION] == gact:
+                    used |= bit
+                    pairs += 1
+                    pt = pa[PRED_AFF_POINT]
+                    if ga[GT_AFF_MASK]:  # a mask path: the full region rule
+                        points_ok += in_region(pt, ga, None)
+                    else:
+                        box = ga[GT_AFF_REGION]
+                        if pt is not None and box is not None:
+                            x, y = pt
+                            x1, y1, x2, y2 = box
+                            x1, x2 = (x2 if x2 < x1 else x1), (x2 if x2 > x1 else x1)
+                            y1, y2 = (y2 if y2 < y1 else y1), (y2 if y2 > y1 else y1)
+                            if x1 <= x <= x2 and y1 <= y <= y2:
+                                points_ok += 1
+                    break
+                bit <<= 1
+        t.asem_pairs += pairs
+        t.apoint_ok += points_ok
