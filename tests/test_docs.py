@@ -227,7 +227,7 @@ def test_serving_response_examples_match_the_service():
     from fastapi.testclient import TestClient
 
     from sceneparser.serve.app import ServeConfig, create_app
-    from sceneparser.serve.engine import load_parser, make_batch_fn
+    from sceneparser.serve.jobs import load_parser, make_batch_fn
 
     image = (ROOT / EXAMPLE_IMAGE).read_bytes()
     url = "data:image/jpeg;base64," + base64.b64encode(image).decode()
