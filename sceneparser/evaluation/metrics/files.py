@@ -70,7 +70,7 @@ def _exact_loads(raw: bytes, path, lineno: int) -> Any:
 def iter_answer_lines(path) -> Iterator[tuple[int, Any]]:
     """``(line_number, parsed JSON)`` for each non-blank line; InputError on a malformed line."""
     for lineno, raw in _raw_lines(path):
-        if raw.strip():
+        if raw and not raw.isspace():
             value = _exact_loads(raw, path, lineno)
             if value is not _BLANK:
                 yield lineno, value
@@ -110,7 +110,7 @@ def evaluate_file(path, level: str = "object", *, skip_invalid: bool = False,
     metric = SceneLevelMetric(**options) if level == "scene" else ObjectLevelMetric(**options)
     seen = 0
     for lineno, raw in _raw_lines(path):
-        if not raw.strip():
+        if not raw or raw.isspace():  # blank (ASCII whitespace; other blank lines: _exact_loads)
             continue
         try:
             if not _update_from_line(metric, raw, path, lineno):

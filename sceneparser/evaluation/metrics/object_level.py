@@ -19,7 +19,6 @@ from sceneparser.evaluation.metrics.records import (
     GT_PARTS,
     GT_AFF_MASK,
     GT_AFF_REGION,
-    OBJ_AFFS,
     OBJ_N_AFFS,
     OBJ_PARTS,
     PART_AFFS,
@@ -155,35 +154,39 @@ class ObjectLevelMetric(MetricBase):
             self.part095.add(small_mean(pp_p), small_mean(pp_r))
 
     def _matched_at_05(self, G: list, P: list, m05: list, part_tables: dict) -> None:
-        """Everything at IoU 0.5: parts, affordances, ParseRate, exact match, the diagnostics."""
-        t = self.totals
-        t.obj_tp += len(m05)
+        """Everything at IoU 0.5: parts, affordances, ParseRate, exact match, the diagnostics.
+
+        Counts are kept in locals and added to ``self.totals`` once per sample (speed).
+        """
         obj_patterns = self.obj_patterns
+        parts_and_affordances = self._parts_and_affordances
+        aff_matches = self.matcher.aff_matches
+        part_tp = aff_tp = parse_ok_cond = parse_ok = hier_em = 0
+        sum_gt_parts = sum_pred_parts = sum_gt_affs = sum_pred_affs = 0
         pp_p, pp_r, ap_p, ap_r, exact_hits = [], [], [], [], []
         for gi, pj in m05:
-            g = G[gi]
-            p = P[pj]
-            _, _, gparts, g_npa, g_naffs, gaffs, gsem_parts, gsem_actions = g
-            _, _, pparts, p_npa, p_naffs, paffs, psem_parts, psem_actions = p
+            _, _, gparts, g_npa, g_naffs, gaffs, gsem_parts, gsem_actions = G[gi]
+            _, _, pparts, p_npa, p_naffs, paffs, psem_parts, psem_actions = P[pj]
             gn, pn = len(gparts), len(pparts)
             obj_patterns[(gn and GT_PARTS) | (g_npa and GT_PART_AFFS) | (g_naffs and GT_ANY_AFFS)
                          | (pn and PRED_PARTS) | (p_npa and PRED_PART_AFFS) | (p_naffs and PRED_ANY_AFFS)] += 1
-            t.sum_gt_parts += gn
-            t.sum_pred_parts += pn
-            t.sum_gt_affs += g_naffs
-            t.sum_pred_affs += p_naffs
+            sum_gt_parts += gn
+            sum_pred_parts += pn
+            sum_gt_affs += g_naffs
+            sum_pred_affs += p_naffs
 
-            table = part_tables.get((gi, pj)) if gn and pn else ()
-            if gn and pn and table is None:
-                table = part_iou_table(gparts, pparts)
-            k, m_aff = self._parts_and_affordances(gparts, pparts, table)
-            t.part_tp += k
+            # parts, and affordances inside matched parts
             if gn and pn:
+                table = part_tables.get((gi, pj))
+                if table is None:
+                    table = part_iou_table(gparts, pparts)
+                k, m_aff = parts_and_affordances(gparts, pparts, table) if table else (0, 0)
                 part_r, part_p = k / gn, k / pn
-            elif gn or pn:
-                part_r = part_p = 0.0
             else:
-                part_r = part_p = None
+                table = ()
+                k = m_aff = 0
+                part_r = part_p = 0.0 if gn or pn else None
+            part_tp += k
             if part_r is not None:
                 pp_p.append(part_p)
                 pp_r.append(part_r)
@@ -194,24 +197,43 @@ class ObjectLevelMetric(MetricBase):
                 ap_r.append(aff_r)
             else:
                 aff_r = aff_p = None
-            self._parse_and_exact_match(g, p, k, m_aff, part_r, part_p, aff_r, aff_p)
+
+            # L3 true positives, content-aware parse, end-to-end exact match
+            if gn:
+                tp, ok, em = _part_level_parse(g_npa, k, m_aff, part_r, part_p, aff_r, aff_p)
+            else:  # the object's own affordances, each region falling back to its part box
+                tp = aff_matches(gaffs, paffs, None, True) if gaffs and paffs else 0
+                ok = g_naffs and tp > 0
+                em = g_naffs and tp == g_naffs and tp == p_naffs
+            aff_tp += tp
+            parse_ok += ok
+            hier_em += em
+            if k and m_aff:
+                parse_ok_cond += 1
             exact_hits.append(1.0 if part_r == 1.0 and part_p == 1.0 and aff_r == 1.0 and aff_p == 1.0 else 0.0)
-            if gsem_parts or psem_parts:
-                self._part_name_counts(gsem_parts, psem_parts)
-            if table:
-                self._part_name_pairs(gparts, table)
-            if gsem_actions or psem_actions:
-                self._semantic_actions(gsem_actions, psem_actions, gaffs, paffs)
+
+            if gsem_parts or psem_parts or table or gsem_actions or psem_actions:
+                self._semantic(gsem_parts, psem_parts, gsem_actions, psem_actions, gparts, table, gaffs, paffs)
+
+        t = self.totals
+        t.obj_tp += len(m05)
+        t.part_tp += part_tp
+        t.aff_tp += aff_tp
+        t.parse_ok_cond += parse_ok_cond
+        t.parse_ok += parse_ok
+        t.hier_em += hier_em
+        t.sum_gt_parts += sum_gt_parts
+        t.sum_pred_parts += sum_pred_parts
+        t.sum_gt_affs += sum_gt_affs
+        t.sum_pred_affs += sum_pred_affs
         if pp_p:
             self.part05.add(small_mean(pp_p), small_mean(pp_r))
         if ap_p:
             self.aff.add(small_mean(ap_p), small_mean(ap_r))
             self.hier.add(small_mean(exact_hits))  # (the reference averages it only here)
 
-    def _parts_and_affordances(self, gparts: list, pparts: list, table) -> tuple[int, int]:
+    def _parts_and_affordances(self, gparts: list, pparts: list, table: list) -> tuple[int, int]:
         """(matched parts at 0.5, affordances matched inside them); counts the part-pair patterns."""
-        if not table:
-            return 0, 0
         pairs = self.matcher.match(table, 0.5)
         pair_patterns = self.pair_patterns
         aff_matches = self.matcher.aff_matches
@@ -230,71 +252,31 @@ class ObjectLevelMetric(MetricBase):
                 pair_patterns[PAIR_PRED_ONLY if pa else PAIR_NEITHER] += 1
         return len(pairs), m_aff
 
-    def _parse_and_exact_match(self, g: tuple, p: tuple, k: int, m_aff: int, part_r, part_p, aff_r, aff_p) -> None:
-        """L3 true positives, the content-aware parse counts and the end-to-end exact match."""
+    def _semantic(self, gsem_parts, psem_parts, gsem_actions, psem_actions, gparts, table, gaffs, paffs) -> None:
+        """The semantic diagnostics of a matched pair: part names and actions as multisets, and
+        name-only / action-only pairs (box accuracy given the name, point accuracy given the action)."""
         t = self.totals
-        _, _, gparts, g_npa, g_naffs, gaffs, _, _ = g
-        if gparts:
-            t.aff_tp += m_aff
-            if g_npa:
-                if k and m_aff:
-                    t.parse_ok += 1
-                t.hier_em += part_r == 1.0 and part_p == 1.0 and aff_r == 1.0 and aff_p == 1.0
-            else:
-                if k:
-                    t.parse_ok += 1
-                t.hier_em += part_r == 1.0 and part_p == 1.0
-        else:  # the object's own affordances, each region falling back to its part box
-            paffs = p[OBJ_AFFS]
-            root = self.matcher.aff_matches(gaffs, paffs, None, True) if gaffs and paffs else 0
-            t.aff_tp += root
-            if g_naffs:
-                t.parse_ok += root > 0
-                t.hier_em += root == g_naffs and root == p[OBJ_N_AFFS]
-        if k and m_aff:
-            t.parse_ok_cond += 1
+        if gsem_parts or psem_parts:
+            t.psem_gt += len(gsem_parts)
+            t.psem_pred += len(psem_parts)
+            if gsem_parts and psem_parts:
+                t.psem_m += multiset_common(gsem_parts, psem_parts)
+        if table:
+            n, ok05, ok095 = part_name_pairs(gparts, table)
+            t.psem_pairs += n
+            t.pgeom05 += ok05
+            t.pgeom095 += ok095
+        if gsem_actions or psem_actions:
+            t.asem_gt += len(gsem_actions)
+            t.asem_pred += len(psem_actions)
+            if gsem_actions and psem_actions:
+                t.asem_m += multiset_common(gsem_actions, psem_actions)
+                n, ok = self._action_pairs(gaffs, paffs)
+                t.asem_pairs += n
+                t.apoint_ok += ok
 
-    def _part_name_counts(self, gsem: list, psem: list) -> None:
-        """Part names as multisets (the semantic part precision/recall)."""
-        t = self.totals
-        t.psem_gt += len(gsem)
-        t.psem_pred += len(psem)
-        if gsem and psem:
-            t.psem_m += multiset_common(gsem, psem)
-
-    def _part_name_pairs(self, gparts: list, table: list) -> None:
-        """Name-only greedy part pairs (any IoU) -> box accuracy given the name."""
-        t = self.totals
-        used = 0
-        pairs = geom05 = geom095 = 0
-        for gpi, row, _ in table:
-            if not gparts[gpi][PART_NAME]:
-                continue
-            best_j = -1
-            best = -1.0
-            for j, score in row:
-                if score > best and not used & (1 << j):
-                    best = score
-                    best_j = j
-            if best_j != -1:
-                used |= 1 << best_j
-                pairs += 1
-                if best >= 0.5:
-                    geom05 += 1
-                    if best >= 0.95:
-                        geom095 += 1
-        t.psem_pairs += pairs
-        t.pgeom05 += geom05
-        t.pgeom095 += geom095
-
-    def _semantic_actions(self, gsem: list, psem: list, gaffs: list, paffs: list) -> None:
-        """Actions as multisets, and action-only first-fit pairs -> point accuracy given the action."""
-        t = self.totals
-        t.asem_gt += len(gsem)
-        t.asem_pred += len(psem)
-        if not (gsem and psem):
-            return
-        t.asem_m += multiset_common(gsem, psem)
+    def _action_pairs(self, gaffs: list, paffs: list) -> tuple[int, int]:
+        """Action-only first-fit affordance pairs -> (pairs, predicted points inside the GT region)."""
         in_region = self.matcher.in_region
         used = 0
         pairs = points_ok = 0
@@ -321,5 +303,34 @@ class ObjectLevelMetric(MetricBase):
                                 points_ok += 1
                     break
                 bit <<= 1
-        t.asem_pairs += pairs
-        t.apoint_ok += points_ok
+        return pairs, points_ok
+
+
+def _part_level_parse(g_npa: int, k: int, m_aff: int, part_r, part_p, aff_r, aff_p) -> tuple[int, int, bool]:
+    """(L3 true positives, content-aware parse success, exact match) of a matched GT object with parts."""
+    if g_npa:
+        return m_aff, 1 if k and m_aff else 0, part_r == 1.0 and part_p == 1.0 and aff_r == 1.0 and aff_p == 1.0
+    return m_aff, 1 if k else 0, part_r == 1.0 and part_p == 1.0
+
+
+def part_name_pairs(gparts: list, table: list) -> tuple[int, int, int]:
+    """Name-only greedy part pairs (any IoU) -> (pairs, pairs with IoU >= 0.5, with IoU >= 0.95)."""
+    used = 0
+    pairs = geom05 = geom095 = 0
+    for gpi, row, _ in table:
+        if not gparts[gpi][PART_NAME]:
+            continue
+        best_j = -1
+        best = -1.0
+        for j, score in row:
+            if score > best and not used & (1 << j):
+                best = score
+                best_j = j
+        if best_j != -1:
+            used |= 1 << best_j
+            pairs += 1
+            if best >= 0.5:
+                geom05 += 1
+                if best >= 0.95:
+                    geom095 += 1
+    return pairs, geom05, geom095

@@ -132,9 +132,13 @@ class SampleReader:
                 if check_wide and not -_WIDE < s < _WIDE:
                     raise WideNumber
             raw_parts = o.get("parts")
-            parts, part_affs = self.parts(raw_parts, is_gt, check_wide) if raw_parts else ([], [])
+            if raw_parts:
+                parts, part_affs, sem_parts, sem_actions = self.parts(raw_parts, is_gt, check_wide)
+            else:
+                parts, part_affs, sem_parts, sem_actions = [], [], (), ()
             raw = o.get("affordances")  # the legacy object-level list
-            obj_affs = self.affordances(raw, is_gt, None, check_wide) if raw else []
+            obj_sem_actions: list = []
+            obj_affs = self.affordances(raw, is_gt, None, check_wide, obj_sem_actions) if raw else []
             name = o.get("name")
             if name.__class__ is not str:
                 _check_label(name, check_wide)
@@ -145,14 +149,18 @@ class SampleReader:
                 affs = part_affs + obj_affs if n_part_affs else obj_affs
                 records.append((name, box, parts, n_part_affs, len(affs), affs, None, None))
             else:
-                affs = part_affs if n_part_affs else obj_affs
-                records.append((name, box, parts, n_part_affs, len(affs), affs,
-                                [part[0] for part in parts if part[3]] if parts else (),
-                                [a[0] for a in affs if a[1]] if affs else ()))
+                if not n_part_affs:
+                    part_affs, sem_actions = obj_affs, obj_sem_actions
+                records.append((name, box, parts, n_part_affs, len(part_affs), part_affs,
+                                sem_parts if parts else (), sem_actions if part_affs else ()))
         return records
 
-    def parts(self, raw_parts, is_gt: bool, check_wide: bool) -> tuple[list, list]:
-        """(part records, their affordances concatenated); pseudo parts dropped when filtering."""
+    def parts(self, raw_parts, is_gt: bool, check_wide: bool) -> tuple[list, list, list, list]:
+        """(part records, their affordances concatenated, semantic part names, semantic actions).
+
+        Pseudo parts are dropped when filtering. The semantic lists hold the canonical labels of
+        the parts / affordances whose raw label is truthy.
+        """
         if raw_parts.__class__ is not list:
             raise Malformed
         pseudo = self.ignore_pseudo_part
@@ -160,7 +168,9 @@ class SampleReader:
         labels = self.part_labels
         affordances = self.affordances
         parts = []
-        flat = []
+        flat: list = []
+        sem_parts = []
+        sem_actions: list = []
         for p in raw_parts:
             if not isinstance(p, dict):
                 raise Malformed
@@ -181,46 +191,44 @@ class SampleReader:
                     raise WideNumber
             raw_affs = p.get("affordances")
             if raw_affs:
-                affs = affordances(raw_affs, is_gt, pbox, check_wide)
+                affs = affordances(raw_affs, is_gt, pbox, check_wide, sem_actions)
                 flat += affs
             else:
                 affs = []
+            if pname:
+                sem_parts.append(lab[1])
             parts.append((lab[1], pbox, affs, pname))
-        return parts, flat
+        return parts, flat, sem_parts, sem_actions
 
     # ------------------------------------------------------------------ affordances
-    def affordances(self, affs, is_gt: bool, part_box, check_wide: bool) -> list:
-        """Affordance records of one list (``part_box``: the GT region fallback)."""
+    def affordances(self, affs, is_gt: bool, part_box, check_wide: bool, sem_actions: list) -> list:
+        """Affordance records of one list (``part_box``: the GT region fallback); the canonical
+        actions of those with a truthy raw action are appended to ``sem_actions``."""
         if affs.__class__ is not list:
             raise Malformed
         if is_gt:
-            return self._gt_affordances(affs, part_box, check_wide)
-        return self._pred_affordances(affs, check_wide)
+            return self._gt_affordances(affs, part_box, check_wide, sem_actions)
+        return self._pred_affordances(affs, check_wide, sem_actions)
 
-    def _action(self, a, check_wide: bool):
-        """``(action label, raw action)`` of a list entry, or None to leave it out (Malformed if bad)."""
-        if not isinstance(a, dict):
-            if self.scene and not self.ignore_none_action:
-                return None  # the scene metric ignores non-object entries
-            raise Malformed
-        act = a.get("action")
-        lab = self.action_labels.cache.get(act) if act.__class__ is str else None
-        if lab is None:
-            _check_label(act, check_wide)
-            lab = self.action_labels(act)
-        if self.ignore_none_action and lab[0] in NONE_ACTIONS:
-            return None
-        return lab, act
-
-    def _gt_affordances(self, affs: list, part_box, check_wide: bool) -> list:
+    def _gt_affordances(self, affs: list, part_box, check_wide: bool, sem_actions: list) -> list:
         out = []
-        action = self._action
+        skip_non_dict = self.scene and not self.ignore_none_action  # the scene metric ignores them
+        none_filter = self.ignore_none_action
         need_action = self.scene  # the scene metric counts only affordances with an action
+        cache = self.action_labels.cache
+        labels = self.action_labels
         for a in affs:
-            got = action(a, check_wide)
-            if got is None:
+            if not isinstance(a, dict):
+                if skip_non_dict:
+                    continue
+                raise Malformed
+            act = a.get("action")
+            lab = cache.get(act) if act.__class__ is str else None
+            if lab is None:
+                _check_label(act, check_wide)
+                lab = labels(act)
+            if none_filter and lab[0] in NONE_ACTIONS:
                 continue
-            lab, act = got
             region = a["affordance_bbox"] if "affordance_bbox" in a else a.get("bbox")
             if region is not None:  # _check_box, inlined
                 if region.__class__ not in SEQUENCES or len(region) != 4:
@@ -241,20 +249,32 @@ class SampleReader:
             mask = a.get("mask_path")
             if mask and mask.__class__ is not str:
                 raise Malformed
-            if need_action and not act:
+            if act:
+                sem_actions.append(lab[1])
+            elif need_action:
                 continue
             out.append((lab[1], act, mask, region, fallback))
         return out
 
-    def _pred_affordances(self, affs: list, check_wide: bool) -> list:
+    def _pred_affordances(self, affs: list, check_wide: bool, sem_actions: list) -> list:
         out = []
-        action = self._action
         scene = self.scene
+        skip_non_dict = scene and not self.ignore_none_action  # the scene metric ignores them
+        none_filter = self.ignore_none_action
+        cache = self.action_labels.cache
+        labels = self.action_labels
         for a in affs:
-            got = action(a, check_wide)
-            if got is None:
+            if not isinstance(a, dict):
+                if skip_non_dict:
+                    continue
+                raise Malformed
+            act = a.get("action")
+            lab = cache.get(act) if act.__class__ is str else None
+            if lab is None:
+                _check_label(act, check_wide)
+                lab = labels(act)
+            if none_filter and lab[0] in NONE_ACTIONS:
                 continue
-            lab, act = got
             if scene:
                 pt = self._scene_point(a, check_wide)
                 if not act:
@@ -268,6 +288,8 @@ class SampleReader:
                     s + 0.0
                     if check_wide and not -_WIDE < s < _WIDE:
                         raise WideNumber
+            if act:
+                sem_actions.append(lab[1])
             out.append((lab[1], act, pt))
         return out
 

@@ -127,7 +127,6 @@ class SceneLevelMetric(MetricBase):
         g, p = G[gi], P[pj]
         gparts, pparts = g[OBJ_PARTS], p[OBJ_PARTS]
         gt_has_parts = bool(gparts)
-        gt_has_any = g[OBJ_N_AFFS] > 0
         gt_has_part_affs = g[OBJ_N_PART_AFFS] > 0
         pred_has_parts = bool(pparts)
         pred_has_part_affs = p[OBJ_N_PART_AFFS] > 0
