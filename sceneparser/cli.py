@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 from sceneparser import __version__
-from sceneparser.errors import SceneParserError
+from sceneparser.errors import SceneParserError, missing_extra
 
 # name -> (module, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -66,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `sceneparser parse ... | head`
         return 0
+    except ImportError as exc:  # an optional extra that is not installed: name the pip command
+        missing = missing_extra(exc)
+        if missing is None or os.environ.get("SCENEPARSER_DEBUG"):
+            raise
+        print(f"error: {missing}", file=sys.stderr)
+        return missing.exit_code
     except Exception as exc:  # never a raw traceback for the user
         if os.environ.get("SCENEPARSER_DEBUG"):
             raise

@@ -65,6 +65,13 @@ def _finite(values: Optional[tuple]) -> bool:
     return values is not None and all(math.isfinite(v) for v in values)
 
 
+def _scored(d: dict, score: Optional[float]) -> dict:
+    """``d`` with its ``score`` last, when there is one (answers without scores keep their shape)."""
+    if score is not None:
+        d["score"] = score
+    return d
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
@@ -74,13 +81,14 @@ class Affordance(_Model):
 
     action: Optional[str] = None
     point: Optional[Point] = None
+    score: Optional[float] = None  # confidence (sceneparser.scores); None when unknown
 
     def to_token_dict(self, width: float, height: float) -> dict:
         pt = point_to_tokens(self.point, width, height) if _finite(self.point) else None
         return {"action": self.action, "point": pt}
 
     def to_pixel_dict(self) -> dict:
-        return {"action": self.action, "point": None if self.point is None else list(self.point)}
+        return _scored({"action": self.action, "point": None if self.point is None else list(self.point)}, self.score)
 
 
 class Part(_Model):
@@ -89,6 +97,7 @@ class Part(_Model):
     name: Optional[str] = None
     box: Optional[Box] = None
     affordances: list[Affordance] = Field(default_factory=list)
+    score: Optional[float] = None
 
     def to_token_dict(self, width: float, height: float) -> dict:
         return {
@@ -98,11 +107,11 @@ class Part(_Model):
         }
 
     def to_pixel_dict(self) -> dict:
-        return {
+        return _scored({
             "part_name": self.name,
             "bbox": None if self.box is None else list(self.box),
             "affordances": [a.to_pixel_dict() for a in self.affordances],
-        }
+        }, self.score)
 
 
 class SceneObject(_Model):
@@ -111,6 +120,7 @@ class SceneObject(_Model):
     name: Optional[str] = None
     box: Optional[Box] = None
     parts: list[Part] = Field(default_factory=list)
+    score: Optional[float] = None
 
     def to_token_dict(self, width: float, height: float) -> dict:
         return {
@@ -120,11 +130,11 @@ class SceneObject(_Model):
         }
 
     def to_pixel_dict(self) -> dict:
-        return {
+        return _scored({
             "name": self.name,
             "bbox": None if self.box is None else list(self.box),
             "parts": [p.to_pixel_dict() for p in self.parts],
-        }
+        }, self.score)
 
 
 class Hierarchy(_Model):
@@ -167,6 +177,39 @@ class Hierarchy(_Model):
     def to_pixel_dict(self) -> dict:
         return {"objects": [o.to_pixel_dict() for o in self.objects]}
 
+    # ---------------------------------------------------------------- confidence scores
+    def with_scores(self, scores: Optional[list]) -> "Hierarchy":
+        """A copy with the scores of :func:`sceneparser.scores.answer_scores` attached, element by
+        element in answer order (a level whose count differs keeps ``None``)."""
+        out = self.model_copy(deep=True)
+        if not scores or len(scores) != len(out.objects):
+            return out
+        for obj, s in zip(out.objects, scores):
+            obj.score = s.get("score")
+            if len(s.get("parts", [])) != len(obj.parts):
+                continue
+            for part, ps in zip(obj.parts, s["parts"]):
+                part.score = ps.get("score")
+                if len(ps.get("affordances", [])) == len(part.affordances):
+                    for aff, a_score in zip(part.affordances, ps["affordances"]):
+                        aff.score = a_score
+        return out
+
+    def filtered(self, min_score: float) -> "Hierarchy":
+        """A copy without the objects, parts and affordances scored below ``min_score``
+        (elements without a score are kept)."""
+
+        def keep(x) -> bool:
+            return x.score is None or x.score >= min_score
+
+        out = self.model_copy(deep=True)
+        out.objects = [o for o in out.objects if keep(o)]
+        for o in out.objects:
+            o.parts = [p for p in o.parts if keep(p)]
+            for p in o.parts:
+                p.affordances = [a for a in p.affordances if keep(a)]
+        return out
+
     @classmethod
     def from_pixel_dict(cls, data: dict) -> "Hierarchy":
         """Inverse of :meth:`to_pixel_dict` (strict: raises ``pydantic.ValidationError`` on bad data)."""
@@ -174,9 +217,10 @@ class Hierarchy(_Model):
         for o in data.get("objects", []):
             parts = []
             for p in o.get("parts") or []:
-                affs = [Affordance(action=a.get("action"), point=a.get("point")) for a in p.get("affordances") or []]
-                parts.append(Part(name=p.get("part_name"), box=p.get("bbox"), affordances=affs))
-            objects.append(SceneObject(name=o.get("name"), box=o.get("bbox"), parts=parts))
+                affs = [Affordance(action=a.get("action"), point=a.get("point"), score=a.get("score"))
+                        for a in p.get("affordances") or []]
+                parts.append(Part(name=p.get("part_name"), box=p.get("bbox"), affordances=affs, score=p.get("score")))
+            objects.append(SceneObject(name=o.get("name"), box=o.get("bbox"), parts=parts, score=o.get("score")))
         return cls(objects=objects)
 
     # ---------------------------------------------------------------- reference answer schema

@@ -36,3 +36,54 @@ def tiny_model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_model")
     save_model_dir(model, processor, out)
     return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """An ASGI app served by uvicorn in a thread on a free loopback port (a context manager)."""
+
+    def __init__(self, app, port: int | None = None):
+        import threading
+
+        import uvicorn
+
+        self.port = port or free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        import time
+
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def unused_port():
+    """``unused_port()``: a loopback port nothing listens on (yet)."""
+    return free_port
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """``live_server(app)``: a context manager serving ``app`` on loopback (uvicorn in a thread)."""
+    return LiveServer

@@ -6,6 +6,7 @@ A thin layer over :func:`sceneparser.evaluation.runner.run_eval`; see that modul
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from sceneparser.errors import SceneParserError
@@ -36,7 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parse-mode", choices=("reference", "repair"), default="reference",
                    help="reference: bit-exact reference parser; repair: also recover truncated/damaged JSON")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N val records (images)")
-    p.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="hf (transformers, CPU/GPU) or vllm (GPU, extra sceneparser[vllm])")
+    p.add_argument("--backend", choices=("hf", "vllm", "openai"), default="hf",
+                   help="hf (transformers, CPU/GPU), vllm (GPU, extra sceneparser[vllm]) or openai (a running "
+                        "OpenAI-compatible server: vllm serve, SGLang, sceneparser serve; extra sceneparser[remote])")
+    p.add_argument("--base-url", default=None, help="--backend openai: the server's URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-key", default=None, help="--backend openai: API key (default: $SCENEPARSER_API_KEY, else none)")
+    p.add_argument("--remote-model", default=None, help="--backend openai: served model name (default: the first the server lists)")
+    p.add_argument("--concurrency", type=int, default=8, help="--backend openai: requests in flight (default 8)")
     p.add_argument("--num-shards", type=int, default=1, help="split the records into K contiguous shards")
     p.add_argument("--shard-index", type=int, default=0, help="the shard this process answers (0-based)")
     p.add_argument("--skip-missing", action="store_true",
@@ -69,7 +76,9 @@ def _model_and_pixels(args: argparse.Namespace) -> tuple[str, int, int]:
     """
     lo, hi = DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS
     model = args.model
-    if model is None:
+    if args.backend == "openai":  # the model lives on the server
+        model = args.remote_model or args.base_url
+    elif model is None:
         path = resolve_model_path(None)  # a clear error when no default model is installed
         model = str(path)
         lo, hi = model_pixel_range(path, (lo, hi))
@@ -94,6 +103,10 @@ def config_from_args(args: argparse.Namespace):
         parse_mode=args.parse_mode,
         limit=args.limit,
         backend=args.backend,
+        base_url=args.base_url,
+        api_key=args.api_key or os.environ.get("SCENEPARSER_API_KEY"),
+        remote_model=args.remote_model,
+        concurrency=args.concurrency,
         num_shards=args.num_shards,
         shard_index=args.shard_index,
         skip_missing=args.skip_missing,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import re
 import sys
@@ -29,6 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     which.add_argument("--scene", action="store_true", help="parse every object in the image (scene prompt; the default)")
     parser.add_argument("--model", metavar="PATH", help="model directory or hub id (default: the shipped default model)")
+    parser.add_argument("--backend", choices=("hf", "openai"), default="hf",
+                        help="hf: load the model here (default); openai: ask a running OpenAI-compatible server "
+                             "(vllm serve, SGLang, sceneparser serve; extra sceneparser[remote])")
+    parser.add_argument("--base-url", metavar="URL", help="--backend openai: the server, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--api-key", metavar="KEY", help="--backend openai: API key (default: $SCENEPARSER_API_KEY)")
+    parser.add_argument("--concurrency", type=int, default=8, help="--backend openai: requests in flight (default 8)")
+    parser.add_argument("--min-pixels", type=int, default=None,
+                        help="--backend openai: smart_resize lower bound the served model expects (default 12544)")
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="--backend openai: smart_resize upper bound the served model expects (default 2007040)")
+    parser.add_argument("--min-score", type=float, default=None, metavar="S",
+                        help="drop objects, parts and affordances whose confidence score is below S (0..1)")
     parser.add_argument("--out", metavar="OUT.json|OUT.jsonl", help="write results: .jsonl one per line, .json a list")
     parser.add_argument("--viz", metavar="OUT.png|DIR", help="draw results: a picture file (one image) or a directory")
     parser.add_argument("--device", metavar="D", help="cpu, cuda, cuda:N or mps (default: best available)")
@@ -97,14 +110,33 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.no_degenerate_stop:
         generation["stop_strings"] = ()
-    parser = SceneParser.from_pretrained(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        parse_mode=args.parse_mode,
-        exif_transpose=args.exif_transpose,
-        **generation,
-    )
+    if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
+        raise InputError("--min-score must be between 0 and 1")
+    if args.backend == "openai":
+        if not args.base_url:
+            raise InputError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        parser = SceneParser.from_server(
+            args.base_url,
+            model=args.model,
+            api_key=args.api_key or os.environ.get("SCENEPARSER_API_KEY"),
+            concurrency=args.concurrency,
+            min_pixels=args.min_pixels,
+            max_pixels=args.max_pixels,
+            max_new_tokens=args.max_new_tokens,
+            parse_mode=args.parse_mode,
+            exif_transpose=args.exif_transpose,
+            min_score=args.min_score,
+        )
+    else:
+        parser = SceneParser.from_pretrained(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            parse_mode=args.parse_mode,
+            exif_transpose=args.exif_transpose,
+            min_score=args.min_score,
+            **generation,
+        )
     items, names, images, failures = [], [], {}, 0
     for path in args.images:
         try:

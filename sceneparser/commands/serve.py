@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="generation cap per answer")
     parser.add_argument("--exif-transpose", action="store_true",
                         help="apply EXIF orientation to uploads (default: ignore it, as the reference does)")
+    parser.add_argument("--api-key", default=None, metavar="KEY",
+                        help="require 'Authorization: Bearer KEY' on every route but /health "
+                             "(default: $SCENEPARSER_API_KEY; none: no authentication)")
+    parser.add_argument("--allow-unauthenticated", action="store_true",
+                        help="bind a non-loopback address without an API key (refused otherwise)")
+    parser.add_argument("--min-score", type=float, default=None, metavar="S",
+                        help="drop objects, parts and affordances whose confidence score is below S (0..1)")
+    parser.add_argument("--body-timeout", type=float, default=d.body_timeout_s, metavar="SECONDS",
+                        help="time to receive a request body, plus --body-timeout-per-mb per MB; then HTTP 408 "
+                             "(default: %(default)s)")
+    parser.add_argument("--body-timeout-per-mb", type=float, default=d.body_timeout_s_per_mb, metavar="SECONDS",
+                        help="(default: %(default)s)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
 
@@ -64,16 +77,24 @@ def served_name(model: str | None, explicit: str | None) -> str:
     return Path(model).name or "sceneparser"
 
 
-def warn_if_public(host: str) -> None:
+def is_loopback(host: str) -> bool:
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
+        return host == "localhost"
+
+
+def warn_if_public(host: str) -> None:
+    if not is_loopback(host):
         print(
             f"warning: binding {host}: the service has no authentication and is reachable from other machines",
             file=sys.stderr,
         )
+
+
+def url_for(host: str, port: int) -> str:
+    """``http://host:port`` with an IPv6 address in brackets (``http://[::]:8000``)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,11 +110,22 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--max-wait-ms and --max-arrival-wait-ms must be >= 0, --request-timeout > 0")
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port} is not a valid port")
+    api_key = args.api_key or os.environ.get("SCENEPARSER_API_KEY") or None
+    if api_key is None and not is_loopback(args.host) and not args.allow_unauthenticated:
+        raise InputError(
+            f"--host {args.host} is reachable from other machines and no API key is set: pass --api-key KEY "
+            "(or set SCENEPARSER_API_KEY), or --allow-unauthenticated to serve it open"
+        )
+    if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
+        raise InputError("--min-score must be between 0 and 1")
+    if args.body_timeout <= 0 or args.body_timeout_per_mb < 0:
+        raise InputError("--body-timeout must be > 0 and --body-timeout-per-mb >= 0")
 
     from sceneparser.serve.app import ServeConfig, create_app  # imports fastapi
 
     parser = load_parser(args.model, device=args.device, dtype=args.dtype, max_new_tokens=args.max_new_tokens,
-                         batch_size=args.max_batch_size, max_image_pixels=args.max_image_pixels)
+                         batch_size=args.max_batch_size, max_image_pixels=args.max_image_pixels,
+                         min_score=args.min_score)
     cfg = ServeConfig(
         host=args.host,
         port=args.port,
@@ -109,10 +141,16 @@ def run(args: argparse.Namespace) -> int:
         model_aliases=(args.model,) if args.model else (),
         exif_transpose=args.exif_transpose,
         max_inflight=args.max_inflight,
+        max_new_tokens=parser.backend.settings.max_new_tokens,
+        api_key=api_key,
+        body_timeout_s=args.body_timeout,
+        body_timeout_s_per_mb=args.body_timeout_per_mb,
     )
     app = create_app(make_batch_fn(parser), cfg)
-    warn_if_public(args.host)
-    print(f"sceneparser serve: http://{args.host}:{args.port}  (docs at /docs, model '{cfg.model_name}')",
+    if api_key is None:
+        warn_if_public(args.host)
+    auth = "API key required" if api_key else "no API key"
+    print(f"sceneparser serve: {url_for(args.host, args.port)}  (docs at /docs, model '{cfg.model_name}', {auth})",
           file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
     return 0

@@ -1,6 +1,6 @@
 """Crash-safe, append-only answer files for ``sceneparser eval``.
 
-One answer is one JSON line (the reference answer schema, evaluation.md §3.6, plus our extra
+One answer is one JSON line (the reference answer schema, docs/evaluation.md, plus our extra
 fields). A run appends each finished batch with a single ``os.write`` of complete lines followed
 by ``fsync``, so a kill at any moment leaves every earlier line intact and at most one torn line
 at the end of the file. Opening a file for writing again drops that torn tail (it belonged to the

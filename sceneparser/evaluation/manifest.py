@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sceneparser import __version__
 from sceneparser import io as atomic
 from sceneparser.errors import InputError
 
@@ -73,8 +74,6 @@ def model_fingerprint(model: str | os.PathLike | None) -> str:
 
 def build_manifest(*, model: str | os.PathLike | None, data: str | os.PathLike, settings: dict) -> dict:
     """The manifest for a run: fingerprints plus the settings that change answers."""
-    from sceneparser import __version__
-
     return {
         "format": 1,
         "model": {"path": str(model), "fingerprint": model_fingerprint(model)},

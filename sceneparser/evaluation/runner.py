@@ -1,8 +1,9 @@
 """``sceneparser eval``: one resumable command from a model to ``final_metrics.json``.
 
-Flow (evaluation.md §1 and §3, with the reference's crash- and silence-related bugs fixed)::
+Flow (the reference evaluation driver, docs/reference.md *object-metric* and *known-bugs*, with its crash-
+and silence-related bugs fixed)::
 
-    val.jsonl --records--> samples (one per image x sorted phrase; GT §2.1; prompt §3.3)
+    val.jsonl --records--> samples (one per image x sorted phrase; GT and prompt as the reference builds them)
         --shard (contiguous records, as the reference driver)--> this process's samples
         --skip those already answered (any answer file in OUT/parts)--> batches of --batch-size
         --SceneParser.parse_many (backend + parser)--> answer lines, appended + fsync'd
@@ -22,7 +23,7 @@ options to do it).
 
 Missing or undecodable images are reported and counted; by default their samples score as empty
 predictions (``parse_status`` says why), ``skip_missing=True`` leaves them out as the reference
-does. The answer line is the reference schema (§3.6) plus ``record_index``, ``parse_status`` and
+does. The answer line is the reference answer schema plus ``record_index``, ``parse_status`` and
 ``parse_error``.
 """
 
@@ -49,12 +50,17 @@ from sceneparser.evaluation import metrics
 from sceneparser.evaluation.samples import EvalSample, build_samples, resolve_image_path, shard_range
 from sceneparser.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, open_image
 from sceneparser.inference.api import SceneParser
+from sceneparser.inference.transformers_backend import TransformersBackend
 from sceneparser.inference.types import Backend
+from sceneparser.inference.vllm_backend import VLLMBackend
 
 TASK_NAME = "sceneparser_structured_parsing"
 DATASET_NAME = "SceneParserStructured"
 STATUS_IMAGE_MISSING = "image_missing"
 STATUS_IMAGE_UNDECODABLE = "image_undecodable"
+#: a sample the backend could not answer (a remote server kept failing): scored as empty, and
+#: asked again on the next run of the same command
+STATUS_BACKEND_ERROR = "backend_error"
 DEFAULT_MIN_PIXELS = 12544
 DEFAULT_MAX_PIXELS = 2007040
 _MAX_WARNINGS_SHOWN = 10
@@ -74,7 +80,11 @@ class EvalConfig:
     max_new_tokens: int = 2048
     parse_mode: str = "reference"
     limit: int | None = None  # evaluate the first N valid val records (images) only
-    backend: str = "hf"
+    backend: str = "hf"  # hf | vllm | openai (a remote OpenAI-compatible server)
+    base_url: str | None = None  # --backend openai: the server, e.g. http://127.0.0.1:8000/v1
+    api_key: str | None = None
+    remote_model: str | None = None  # --backend openai: the served model name (default: the first listed)
+    concurrency: int = 8  # --backend openai: requests in flight
     num_shards: int = 1
     shard_index: int = 0
     skip_missing: bool = False
@@ -109,7 +119,7 @@ class EvalOutcome:
 
 
 def answer_record(sample: EvalSample, prediction: dict, raw: str, status: str, reason: str | None) -> dict:
-    """One answer line: the reference schema (evaluation.md §3.6) plus our three fields."""
+    """One answer line: the reference answer schema (docs/evaluation.md) plus our three fields."""
     return {
         "image_path": sample.image_path,
         "category": sample.category,
@@ -150,6 +160,7 @@ def manifest_settings(cfg: EvalConfig) -> dict:
         "max_new_tokens": cfg.max_new_tokens,
         "parse_mode": cfg.parse_mode,
         "backend": cfg.backend,
+        **({"base_url": cfg.base_url, "remote_model": cfg.remote_model} if cfg.backend == "openai" else {}),
         "dtype": cfg.dtype,
         "min_pixels": cfg.min_pixels,
         "max_pixels": cfg.max_pixels,
@@ -261,8 +272,6 @@ def make_backend(cfg: EvalConfig, dist: _Dist):
         if torch.cuda.is_available():
             device = f"cuda:{dist.local_rank}"
     if cfg.backend == "vllm":
-        from sceneparser.inference.vllm_backend import VLLMBackend
-
         return VLLMBackend(
             cfg.model,
             max_new_tokens=cfg.max_new_tokens,
@@ -273,10 +282,22 @@ def make_backend(cfg: EvalConfig, dist: _Dist):
             dtype=cfg.dtype,
             device=device,
         )
-    if cfg.backend != "hf":
-        raise InputError(f"--backend must be 'hf' or 'vllm', got {cfg.backend!r}")
-    from sceneparser.inference.transformers_backend import TransformersBackend
+    if cfg.backend == "openai":
+        if not cfg.base_url:
+            raise InputError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        from sceneparser.inference.remote_backend import OpenAIBackend
 
+        return OpenAIBackend(
+            cfg.base_url,
+            model=cfg.remote_model,
+            api_key=cfg.api_key,
+            concurrency=cfg.concurrency,
+            min_pixels=cfg.min_pixels,
+            max_pixels=cfg.max_pixels,
+            max_new_tokens=cfg.max_new_tokens,
+        )
+    if cfg.backend != "hf":
+        raise InputError(f"--backend must be 'hf', 'vllm' or 'openai', got {cfg.backend!r}")
     backend = TransformersBackend.from_pretrained(
         cfg.model,
         device=device,
@@ -434,15 +455,15 @@ def _run(cfg: EvalConfig, dist: _Dist, backend: Any, log: Callable[[str], None],
     mine = [s for s in samples if s.record_index in rec_range]
     own_path = parts_dir / answer_io.shard_file_name(dist.rank, dist.world)
     timing = {"prepare_s": time.perf_counter() - t_start, "load_model_s": 0.0, "generate_s": 0.0, "loop_s": 0.0}
-    counts = {"answered_now": 0, "resumed": 0, "image_problems": 0}
+    counts = {"answered_now": 0, "resumed": 0, "image_problems": 0, "backend_errors": 0}
     with answer_io.AnswerWriter(own_path, fsync=cfg.fsync) as writer:
         if writer.dropped_tail_bytes:
             log(f"note: dropped a torn last line ({writer.dropped_tail_bytes} bytes) of {own_path} from a killed run")
-        answered = {answer_io.sample_key(a): a for a in writer.existing}
+        answered = _answered(writer.existing)
         for f in answer_io.iter_answer_files(parts_dir):
             if f != own_path:
-                for a in answer_io.read_answers(f):
-                    answered.setdefault(answer_io.sample_key(a), a)
+                for key, a in _answered(answer_io.read_answers(f)).items():
+                    answered.setdefault(key, a)
         todo = [s for s in mine if s.key not in answered]
         counts["resumed"] = len(mine) - len(todo)
         if resuming and is_main:
@@ -529,7 +550,11 @@ def _answer(cfg, backend, todo, total, writer, running, timing, counts, *, show:
                 {"image": images[s.image_path][0], "question": s.question, "key": s.image_path} for s in answerable
             )
             timing["generate_s"] += time.perf_counter() - t0
-            done = [answer_record(s, r.prediction, r.raw_text, r.status, r.reason) for s, r in zip(answerable, results)]
+            done = [
+                answer_record(s, r.prediction, r.raw_text, STATUS_BACKEND_ERROR if r.backend_error else r.status, r.reason)
+                for s, r in zip(answerable, results)
+            ]
+            counts["backend_errors"] += sum(1 for r in results if r.backend_error)
             writer.append(done)
             counts["answered_now"] += len(done)
             running.update(done)
@@ -541,12 +566,21 @@ def _answer(cfg, backend, todo, total, writer, running, timing, counts, *, show:
     timing["loop_s"] += time.perf_counter() - t_loop
 
 
+def _answered(rows: Iterable[dict]) -> dict[tuple, dict]:
+    """The finished answers among ``rows`` by sample key (a backend error is not finished: it is
+    asked again)."""
+    return {answer_io.sample_key(a): a for a in rows if a.get("parse_status") != STATUS_BACKEND_ERROR}
+
+
 def _merge(cfg: EvalConfig, samples: Sequence[EvalSample], parts_dir: Path):
-    """Answers of every sample in reference order; image problems scored empty or skipped."""
+    """Answers of every sample in reference order; image problems scored empty or skipped; a
+    sample whose every answer is a backend error is scored with the last of them (empty)."""
     found: dict[tuple, dict] = {}
     for f in answer_io.iter_answer_files(parts_dir):
         for a in answer_io.read_answers(f):
-            found.setdefault(answer_io.sample_key(a), a)
+            key = answer_io.sample_key(a)
+            if key not in found or found[key].get("parse_status") == STATUS_BACKEND_ERROR:
+                found[key] = a
     merged, missing, pending = [], [], []
     problem_cache: dict[str, str | None] = {}
     for s in samples:
@@ -597,6 +631,7 @@ def _summary(cfg, merged, n_rows, samples, bad_lines, sample_problems, missing, 
         "samples_scored": n_rows,
         "answered_this_run": counts["answered_now"],
         "resumed_from_disk": counts["resumed"],
+        "backend_errors_this_run": counts.get("backend_errors", 0),
         "parse_status": status_counts,
         "images_missing_or_undecodable": missing_images,
         "samples_with_image_problems": len(missing),
@@ -623,6 +658,9 @@ def format_summary(summary: dict, final: dict | None) -> str:
         f"  (answered now {summary.get('answered_this_run')}, resumed {summary.get('resumed_from_disk')})"
     )
     lines.append("  parse status     " + ", ".join(f"{k} {v}" for k, v in sorted(st.items())))
+    nerr = summary.get("parse_status", {}).get(STATUS_BACKEND_ERROR, 0)
+    if nerr:
+        lines.append(f"  backend errors   {nerr} samples scored empty; run the same command again to ask them again")
     nimg = summary.get("samples_with_image_problems", 0)
     if nimg:
         lines.append(

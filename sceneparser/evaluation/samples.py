@@ -1,4 +1,5 @@
-"""Evaluation samples, built exactly as the reference builds them (evaluation.md §2.1, §3.3, §3.5).
+"""Evaluation samples, built exactly as the reference builds them (docs/reference.md,
+*object-metric* and *prompts*).
 
 Object level (the published protocol): one sample per (image, distinct truthy ``phrase``), the
 categories of an image in Python string order, ground truth from
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sceneparser import prompts
+from sceneparser.evaluation.ground_truth import build_gt_for_category
 
 LEVELS = ("object", "scene")
 
@@ -54,8 +56,6 @@ class SampleProblem:
 
 
 def _ground_truth(record: dict, category: str) -> dict:
-    from sceneparser.evaluation.ground_truth import build_gt_for_category
-
     return build_gt_for_category(record, category)
 
 

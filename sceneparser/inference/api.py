@@ -29,7 +29,8 @@ from sceneparser.errors import InputError
 from sceneparser.hierarchy import Hierarchy
 from sceneparser.images import DEFAULT_MAX_IMAGE_PIXELS, open_image
 from sceneparser.inference.types import Backend, GenerationOutput, GenerationRequest, GenerationSettings
-from sceneparser.parsing import parse_prediction
+from sceneparser.parsing import STATUS_FAILED, ParsedPrediction, parse_prediction
+from sceneparser.scores import answer_scores
 from sceneparser.viz import draw_hierarchy, format_tree
 
 _NO_DEFAULT = object()
@@ -41,7 +42,11 @@ class ParseResult:
 
     ``query`` is the category asked (``None`` for a scene query or a verbatim question);
     ``prediction`` is the reference answer dict (``{"objects": [...]}``, bin coordinates turned
-    into pixels); ``status`` is ``ok``, ``repaired`` or ``failed`` with ``reason``.
+    into pixels, never filtered); ``hierarchy`` is the same answer typed, with confidence scores
+    (:mod:`sceneparser.scores`) and without what ``min_score`` removed; ``status`` is ``ok``,
+    ``repaired`` or ``failed`` with ``reason``. ``backend_error`` says why a backend could not
+    answer (a remote server that kept failing); ``token_logprobs``/``token_offsets`` are the
+    backend's per-token log-probabilities and their positions in ``raw_text``.
     """
 
     query: str | None
@@ -55,6 +60,9 @@ class ParseResult:
     image_size: tuple[int, int]
     image: str | None = None
     timing: dict = field(default_factory=dict)
+    backend_error: str | None = None
+    token_logprobs: list[float] | None = field(default=None, repr=False)
+    token_offsets: list[int] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -139,6 +147,7 @@ class SceneParser:
         template: str | None = None,
         scene_template: str | None = None,
         model_path: str | None = None,
+        min_score: float | None = None,
     ):
         if not isinstance(backend, Backend):
             raise InputError(
@@ -153,6 +162,9 @@ class SceneParser:
         self.template = template
         self.scene_template = scene_template
         self.model_path = model_path
+        if min_score is not None and not 0.0 <= float(min_score) <= 1.0:
+            raise InputError("min_score must be between 0 and 1")
+        self.min_score = min_score
 
     # ---- construction ------------------------------------------------------------------
 
@@ -169,6 +181,7 @@ class SceneParser:
         template: str | None = None,
         scene_template: str | None = None,
         cache_dir: str | os.PathLike | None = None,
+        min_score: float | None = None,
         **generation,
     ) -> "SceneParser":
         """Load a model directory, a hub id (via the huggingface_hub cache) or, with no path,
@@ -189,7 +202,41 @@ class SceneParser:
             template=template,
             scene_template=scene_template,
             model_path=str(local),
+            min_score=min_score,
         )
+
+    @classmethod
+    def from_server(
+        cls,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        max_new_tokens: int = 2048,
+        parse_mode: str = "reference",
+        exif_transpose: bool = False,
+        max_image_pixels: int | None | object = _NO_DEFAULT,
+        min_score: float | None = None,
+        **client_options,
+    ) -> "SceneParser":
+        """Parse with a model served by an OpenAI-compatible server (``vllm serve``, SGLang,
+        ``sceneparser serve``) at ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``); ``model`` defaults
+        to the first model it lists. Needs ``pip install 'sceneparser[remote]'``. See
+        :class:`~sceneparser.inference.remote_backend.OpenAIBackend`."""
+        from sceneparser.inference.remote_backend import OpenAIBackend
+        from sceneparser.model.processor import MAX_PIXELS, MIN_PIXELS
+
+        backend = OpenAIBackend(
+            base_url, model=model, api_key=api_key, concurrency=concurrency,
+            min_pixels=MIN_PIXELS if min_pixels is None else min_pixels,
+            max_pixels=MAX_PIXELS if max_pixels is None else max_pixels,
+            max_new_tokens=max_new_tokens, **client_options,
+        )
+        return cls(backend, parse_mode=parse_mode, exif_transpose=exif_transpose,
+                   max_image_pixels=max_image_pixels, min_score=min_score, model_path=base_url)
 
     @classmethod
     def from_model(cls, model, processor, *, parse_mode: str = "reference", **generation) -> "SceneParser":
@@ -294,7 +341,15 @@ class SceneParser:
         results = []
         for job, out in zip(jobs, outs):
             w, h = job.image.size
-            pred = parse_prediction(out.text, w, h, mode=self.parse_mode)
+            if out.error is not None:
+                pred = ParsedPrediction([], STATUS_FAILED, f"backend error: {out.error}")
+            else:
+                pred = parse_prediction(out.text, w, h, mode=self.parse_mode)
+            hierarchy = Hierarchy.from_prediction(pred).with_scores(
+                answer_scores(out.text, out.token_offsets, out.token_logprobs)
+            )
+            if self.min_score is not None:
+                hierarchy = hierarchy.filtered(self.min_score)
             results.append(
                 ParseResult(
                     query=job.query,
@@ -304,10 +359,13 @@ class SceneParser:
                     prediction=pred,
                     status=pred.status,
                     reason=pred.reason,
-                    hierarchy=Hierarchy.from_prediction(pred),
+                    hierarchy=hierarchy,
                     image_size=(w, h),
                     image=job.image_name,
                     timing=_timing(wall, len(jobs), out),
+                    backend_error=out.error,
+                    token_logprobs=out.token_logprobs,
+                    token_offsets=out.token_offsets,
                 )
             )
         return results

@@ -50,6 +50,7 @@ class _Row:
     max_new: int  # this request's cap (limit is lower when the context runs out first)
     request: GenerationRequest
     generated: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
     finish: str | None = None
     emitted: int = 0  # characters already handed to request.on_text
     generator: object | None = None  # torch.Generator of a sampled request
@@ -323,6 +324,8 @@ class TransformersBackend(Backend):
                     for k in sampled:
                         next_tokens[k] = _sample(scores[k], rows[active[k]])
                 seen[torch.arange(len(active), device=dev), next_tokens] = True
+                # log-probability of each chosen token under the model's own distribution
+                chosen = (logits.gather(1, next_tokens.view(-1, 1)).squeeze(1) - logits.logsumexp(dim=-1)).tolist()
                 toks = next_tokens.tolist()
                 still = []
                 for k, (a, tok) in enumerate(zip(active, toks)):
@@ -331,6 +334,7 @@ class TransformersBackend(Backend):
                         r.finish = "stop"
                         continue
                     r.generated.append(tok)
+                    r.logprobs.append(chosen[k])
                     if self._hit_stop_string(r):
                         r.finish = "stop_string"
                         continue
@@ -378,6 +382,8 @@ class TransformersBackend(Backend):
                         finish_reason=r.finish or "length",
                         prefill_s=t_prefill,
                         decode_s=t_decode,
+                        token_logprobs=list(r.logprobs),
+                        token_offsets=token_offsets(tok, r.generated),
                     ),
                 )
             )
@@ -416,6 +422,45 @@ class TransformersBackend(Backend):
     def _cut_stop_string(self, text: str) -> str:
         hits = [text.find(st) for st in self.settings.stop_strings if st in text]
         return text[: min(hits)] if hits else text
+
+
+def _bytes_to_unicode() -> dict[str, int]:
+    """The byte-level BPE alphabet: the printable character that stands for each byte value."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), 256))
+    chars, extra = [], 0
+    for b in range(256):
+        if b in keep:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return {c: b for b, c in enumerate(chars)}
+
+
+_BYTE_OF = _bytes_to_unicode()
+
+
+def token_offsets(tokenizer, ids: Sequence[int]) -> list[int]:
+    """Where each token of ``ids`` starts in ``tokenizer.decode(ids)`` (characters).
+
+    Byte-level pieces are turned back into their bytes, added tokens (coordinate tokens such as
+    ``<12>``, control tokens) are their own text, and the offsets are counted in characters of the
+    UTF-8 decoded whole, so a character split over two tokens belongs to the first."""
+    added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+
+    def piece_bytes(i: int, piece: str | None) -> bytes:
+        if not piece:  # an id the tokenizer does not know decodes to nothing
+            return b""
+        if i in added or any(c not in _BYTE_OF for c in piece):
+            return piece.encode("utf-8")
+        return bytes(_BYTE_OF[c] for c in piece)
+
+    offsets, chars = [], 0
+    for i, piece in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
+        offsets.append(chars)
+        # characters start at bytes that are not UTF-8 continuation bytes
+        chars += sum(1 for b in piece_bytes(i, piece) if (b & 0xC0) != 0x80)
+    return offsets
 
 
 def _generator(request: GenerationRequest):

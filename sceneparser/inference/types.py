@@ -99,7 +99,7 @@ class GenerationSettings:
 class GenerationOutput:
     """What one request produced. ``finish_reason``: ``stop`` (stop token), ``stop_string``,
     ``length`` (max_new_tokens), ``context`` (max_context reached), ``prompt_too_long`` or
-    ``cancelled`` (the request's ``on_text`` raised). :attr:`hit_limit` says whether a token limit
+    ``cancelled`` (the request's ``on_text`` raised) or ``error`` (see :attr:`error`). :attr:`hit_limit` says whether a token limit
     cut the answer (OpenAI's ``finish_reason: "length"``)."""
 
     text: str
@@ -108,6 +108,15 @@ class GenerationOutput:
     finish_reason: str
     prefill_s: float = 0.0
     decode_s: float = 0.0
+    #: log-probability of each generated token under the model's own distribution (before
+    #: repetition penalty or sampling), when the backend can give it
+    token_logprobs: list[float] | None = None
+    #: where each generated token starts in ``text`` (characters; a token cut with a stop string
+    #: starts at or after ``len(text)``), aligned with ``token_logprobs``
+    token_offsets: list[int] | None = None
+    #: why the backend could not answer (a remote server that failed after its retries); the
+    #: result is then ``failed`` with this reason, and ``eval`` asks again on its next run
+    error: str | None = None
 
     @property
     def num_output_tokens(self) -> int:

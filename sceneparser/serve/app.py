@@ -30,6 +30,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sceneparser.errors import SceneParserError
+from sceneparser.hierarchy import Hierarchy
 from sceneparser.serve.batching import DynamicBatcher, QueueFullError, UnavailableError
 from sceneparser.serve.images import RequestError, decode_base64_image, open_upload
 from sceneparser.serve.schemas import (
@@ -266,6 +267,25 @@ def _parse_bool(value: Any, param: str) -> bool:
     raise RequestError(422, f"'{param}' must be true or false, got {str(value)[:40]!r}", param=param)
 
 
+def _parse_score(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise RequestError(422, f"'min_score' must be a number in [0, 1], got {str(value)[:40]!r}",
+                           param="min_score") from None
+    if not 0.0 <= score <= 1.0:
+        raise RequestError(422, f"'min_score' must be in [0, 1], got {score}", param="min_score")
+    return score
+
+
+def _filtered(result: dict, min_score: float) -> dict:
+    """``result`` without the objects, parts and affordances scored below ``min_score``."""
+    kept = Hierarchy.from_pixel_dict({"objects": result.get("objects", [])}).filtered(min_score)
+    return dict(result, objects=kept.to_pixel_dict()["objects"])
+
+
 def _validation_message(exc: ValidationError | RequestValidationError) -> tuple[int, str, str | None]:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
@@ -448,7 +468,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
                     raise RequestError(status, message, "invalid_request", param) from None
                 check_queries(req.query, req.scene, max_chars=cfg.max_query_chars, max_queries=cfg.max_queries)
                 data = decode_base64_image(req.image, max_bytes=cfg.max_request_bytes)
-                query, scene = req.query, req.scene
+                query, scene, min_score = req.query, req.scene, req.min_score
             elif media == "multipart/form-data":
                 form = await request.form(max_files=1, max_fields=cfg.max_queries + 4, max_part_size=cfg.max_request_bytes)
                 try:
@@ -462,6 +482,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
                     queries = [q for q in form.getlist("query") if isinstance(q, str)]
                     query = queries[0] if len(queries) == 1 else (queries or None)
                     scene = _parse_bool(form.get("scene", "false"), "scene")
+                    min_score = _parse_score(form.get("min_score"))
                 finally:
                     await form.close()
             else:
@@ -475,6 +496,8 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
             image = await read_image_bytes(data)
         t_decoded = time.perf_counter()
         results = await run_job(ParseJob(image=image, queries=queries, scene=scene and not queries))
+        if min_score is not None:
+            results = [_filtered(r, min_score) for r in results]
         t_done = time.perf_counter()
         statuses = [r.get("status", "failed") for r in results]
         reasons = [r.get("reason") for r in results if r.get("reason")]
@@ -516,7 +539,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
         with batcher.arriving():
             job = await _chat_job(req, cfg, read_image_bytes)
         job = dataclasses.replace(job, max_new_tokens=options["max_new_tokens"], temperature=options["temperature"],
-                                  top_p=options["top_p"], seed=options["seed"])
+                                  top_p=options["top_p"], seed=options["seed"], logprobs=options["logprobs"])
         created = int(time.time())
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if req.stream:
@@ -533,7 +556,8 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
             "model": cfg.model_name,
             "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": result.get("raw_text", "")},
-                 "finish_reason": _finish_reason(result), "logprobs": None}
+                 "finish_reason": _finish_reason(result),
+                 "logprobs": {"content": result["logprobs"]} if result.get("logprobs") is not None else None}
             ],
             "sceneparser": _extension(result, job),
         }

@@ -18,22 +18,38 @@ from sceneparser.serve.schemas import ParseJob
 
 def load_parser(model: str | None, *, device=None, dtype=None, max_new_tokens: int | None = None,
                 batch_size: int | None = None, max_image_pixels: int | None = None,
-                exif_transpose: bool = False) -> SceneParser:
+                exif_transpose: bool = False, min_score: float | None = None) -> SceneParser:
     """``SceneParser.from_pretrained`` with the service's options (None keeps the API default)."""
     generation: dict[str, Any] = {}
     if max_new_tokens is not None:
         generation["max_new_tokens"] = int(max_new_tokens)
     if batch_size is not None:
         generation["batch_size"] = max(1, int(batch_size))
-    options: dict[str, Any] = {"exif_transpose": exif_transpose}
+    options: dict[str, Any] = {"exif_transpose": exif_transpose, "min_score": min_score}
     if max_image_pixels is not None:
         options["max_image_pixels"] = int(max_image_pixels)
     return SceneParser.from_pretrained(model, device=device, dtype=dtype, **options, **generation)
 
 
-def result_to_dict(result: ParseResult) -> dict:
-    """The JSON of one result as the service returns it (pixel coordinates, ``usage`` added)."""
+def token_logprobs(result: ParseResult) -> list[dict] | None:
+    """OpenAI's ``logprobs.content``: each answer token's text, bytes and log-probability."""
+    if result.token_logprobs is None or result.token_offsets is None:
+        return None
+    text, offs = result.raw_text, result.token_offsets
+    ends = list(offs[1:]) + [len(text)]
+    return [
+        {"token": text[a:b], "logprob": lp, "bytes": list(text[a:b].encode("utf-8")), "top_logprobs": []}
+        for a, b, lp in zip(offs, ends, result.token_logprobs)
+        if a < len(text)
+    ]
+
+
+def result_to_dict(result: ParseResult, *, logprobs: bool = False) -> dict:
+    """The JSON of one result as the service returns it (pixel coordinates, ``usage`` added;
+    ``logprobs`` adds the answer tokens' log-probabilities)."""
     d = result.to_dict(raw=True)
+    if logprobs:
+        d["logprobs"] = token_logprobs(result)
     timing = d.get("timing") or {}
     prompt, completion = timing.get("num_prompt_tokens"), timing.get("num_output_tokens")
     if isinstance(prompt, int) and isinstance(completion, int):
@@ -64,8 +80,8 @@ def make_batch_fn(parser: SceneParser) -> Callable[[Sequence[ParseJob]], list[li
             raise RuntimeError(f"parse_many returned {len(results)} results for {sum(counts)} prompts")
         out: list[list[dict]] = []
         pos = 0
-        for n in counts:
-            out.append([result_to_dict(r) for r in results[pos:pos + n]])
+        for job, n in zip(jobs, counts):
+            out.append([result_to_dict(r, logprobs=job.logprobs) for r in results[pos:pos + n]])
             pos += n
         return out
 

@@ -34,6 +34,10 @@ class ParseRequest(BaseModel):
         default=None, description="an object category ('mug'), or a list of them; omit with scene=true"
     )
     scene: bool = Field(default=False, description="parse every object in the scene instead of one query")
+    min_score: Union[float, None] = Field(
+        default=None, ge=0.0, le=1.0,
+        description="drop objects, parts and affordances whose confidence score is below this (0..1)",
+    )
 
 
 class ImageURL(BaseModel):
@@ -78,7 +82,8 @@ class ChatCompletionRequest(BaseModel):
     temperature: Any = Field(default=None, description="0 or omitted: greedy (the reference); > 0 samples")
     top_p: Any = Field(default=None, description="nucleus sampling mass in (0, 1] (with temperature > 0)")
     seed: Any = Field(default=None, description="seed of a sampled answer")
-    logprobs: Any = Field(default=None, description="not supported: must be false or omitted")
+    logprobs: Any = Field(default=None, description="true: the log-probability of every answer token (not with stream)")
+    top_logprobs: Any = Field(default=None, description="must be 0 or omitted")
     scene: bool = Field(default=False, description="extension: parse the whole scene, ignoring the text")
 
 
@@ -99,6 +104,7 @@ class ParseJob:
     top_p: float = 1.0
     seed: int | None = None
     on_text: Callable[[str], None] | None = None  # streamed answer pieces (chat with stream=true)
+    logprobs: bool = False  # return each answer token's log-probability (chat with logprobs=true)
 
     def generation_options(self) -> dict:
         """Per-request decoding options for :meth:`SceneParser.parse_many` items."""
@@ -139,8 +145,13 @@ def chat_generation_options(req: "ChatCompletionRequest", *, max_new_tokens: int
     temperature = 0.0 if req.temperature is None else _number_field(req.temperature, "temperature", 0.0, 2.0)
     top_p = 1.0 if req.top_p is None else _number_field(req.top_p, "top_p", 0.0, 1.0, open_low=True)
     seed = None if req.seed is None else _int_field(req.seed, "seed", minimum=-(2**63))
-    if req.logprobs not in (None, False):
-        raise RequestError(400, "logprobs are not supported by this server", param="logprobs")
+    if req.logprobs not in (None, False, True):
+        raise RequestError(400, "'logprobs' must be true or false", param="logprobs")
+    if req.logprobs and req.stream:
+        raise RequestError(400, "logprobs are not supported with stream=true", param="logprobs")
+    if req.top_logprobs not in (None, 0):
+        raise RequestError(400, "top_logprobs is not supported (only the chosen token's log-probability)",
+                           param="top_logprobs")
     include_usage = False
     if req.stream_options is not None:
         if not req.stream:
@@ -152,7 +163,7 @@ def chat_generation_options(req: "ChatCompletionRequest", *, max_new_tokens: int
             raise RequestError(400, "'stream_options.include_usage' must be true or false", param="stream_options")
         include_usage = flag
     return {"max_new_tokens": cap, "temperature": temperature, "top_p": top_p, "seed": seed,
-            "include_usage": include_usage}
+            "include_usage": include_usage, "logprobs": bool(req.logprobs)}
 
 
 def check_text(text: str, *, max_chars: int, param: str) -> str:

@@ -169,7 +169,8 @@ def test_eval_without_model_uses_the_default_model_or_says_none_is_installed(tmp
     base = dict(data="v.jsonl", out="o", image_root=None, mask_root=None, level="object", batch_size=1,
                 max_new_tokens=4, parse_mode="reference", limit=None, backend="hf", num_shards=1, shard_index=0,
                 skip_missing=False, overwrite=False, question=None, device=None, dtype=None, max_model_len=4096,
-                gpu_memory_utilization=0.8, no_fsync=False, no_progress=True)
+                gpu_memory_utilization=0.8, no_fsync=False, no_progress=True, base_url=None, api_key=None,
+                remote_model=None, concurrency=8)
     cfg = config_from_args(argparse.Namespace(**{**base, **vars(args)}))
     assert (cfg.model, cfg.min_pixels, cfg.max_pixels) == (str(empty), 3136, 37632)
     cfg = config_from_args(argparse.Namespace(**{**base, "model": None, "min_pixels": None, "max_pixels": 50000}))

@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,34 +33,6 @@ def _png_b64() -> str:
 B64 = _png_b64()
 
 
-class _Server:
-    def __init__(self, app):
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 @pytest.fixture(scope="module")
 def parser(tiny_model_dir):
     # at least 6 tokens per answer, so a stream has several pieces
@@ -69,14 +40,14 @@ def parser(tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def server(parser):
+def server(parser, live_server):
     parser.backend.settings = parser.backend.settings.__class__(
         **{**parser.backend.settings.__dict__, "min_new_tokens": 6}
     )
     cfg = ServeConfig(max_batch_size=4, max_wait_ms=5, max_new_tokens=10, max_request_bytes=2 * 1024 * 1024,
                       max_inflight=8, body_timeout_s=1.0, body_timeout_s_per_mb=1.0, api_key=KEY,
                       model_name="tiny")
-    with _Server(create_app(make_batch_fn(parser), cfg)) as srv:
+    with live_server(create_app(make_batch_fn(parser), cfg)) as srv:
         yield srv
 
 
