@@ -1,6 +1,6 @@
 """Answer files: read a JSONL of answer lines and score it in one streaming pass.
 
-Lines are parsed with orjson (several times faster than the standard library) and fall back
+Lines are parsed with orjson (about 2.5 times faster than the standard library) and fall back
 to ``json.loads`` wherever the two could differ, so results and error messages are those of
 the standard library: a line orjson refuses (NaN/Infinity, lone surrogates, numbers beyond
 the float range, invalid UTF-8, a BOM...) and a sample whose numbers orjson may have read
