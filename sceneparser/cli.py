@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("sceneparser.commands.train", "train one curriculum stage or the whole curriculum"),
     "probe": ("sceneparser.commands.probe", "does a model use the image? coordinate loss with real vs shuffled images"),
     "serve": ("sceneparser.commands.serve", "HTTP service (FastAPI) with dynamic batching"),
+    "export-serving": ("sceneparser.commands.export_serving",
+                       "prepare a checkpoint folder for vllm serve / SGLang (tokenizer ids, generation config)"),
     "demo": ("sceneparser.commands.demo", "web demo (gradio)"),
 }
 

@@ -23,6 +23,15 @@ from typing import IO, Any, Iterable, Iterator
 __all__ = ["atomic_open", "write_bytes", "write_text", "write_json", "write_jsonl"]
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import: changing it later would race with other threads
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", *, fsync: bool = True) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on a clean exit it replaces ``path`` atomically.
@@ -35,6 +44,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, fsync: bool = True)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""})) as fh:
             yield fh
             fh.flush()

@@ -38,3 +38,8 @@ def test_bad_mode_is_refused(tmp_path):
     with pytest.raises(ValueError):
         with atomic.atomic_open(tmp_path / "x", "a"):
             pass
+
+
+def test_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
+    atomic.write_text(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK

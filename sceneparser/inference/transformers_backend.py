@@ -30,6 +30,7 @@ from typing import Hashable, Sequence
 from sceneparser.inference.types import Backend, GenerationOutput, GenerationRequest, GenerationSettings
 from sceneparser.model.loading import load_model_dir
 from sceneparser.model.processor import chat_pieces, split_prefix
+from sceneparser.model.tokenizer import bytes_to_unicode
 
 @dataclass
 class _Prepared:
@@ -424,20 +425,7 @@ class TransformersBackend(Backend):
         return text[: min(hits)] if hits else text
 
 
-def _bytes_to_unicode() -> dict[str, int]:
-    """The byte-level BPE alphabet: the printable character that stands for each byte value."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), 256))
-    chars, extra = [], 0
-    for b in range(256):
-        if b in keep:
-            chars.append(chr(b))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    return {c: b for b, c in enumerate(chars)}
-
-
-_BYTE_OF = _bytes_to_unicode()
+_BYTE_OF = {c: b for b, c in bytes_to_unicode().items()}  # byte-level BPE character -> byte
 
 
 def token_offsets(tokenizer, ids: Sequence[int]) -> list[int]:

@@ -443,7 +443,7 @@ QWEN_EXTRA_ADDED_TOKENS: tuple[str, ...] = (
 )
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map (byte-level BPE vocabularies use it)."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -486,7 +486,7 @@ def vocab_merges_from_ranks(ranks: dict[bytes, int]) -> tuple[dict[str, int], li
     Every way to split a token into two vocabulary pieces becomes a merge, ordered by the merged
     token's rank and then by the pieces' ranks (the usual tiktoken -> HF conversion).
     """
-    table = _bytes_to_unicode()
+    table = bytes_to_unicode()
 
     def enc(b: bytes) -> str:
         return "".join(table[x] for x in b)
