@@ -99,6 +99,16 @@ class Server:
 
         return httpx.get(self.url + "/health", timeout=10).json()["stats"]
 
+    def rss_mb(self) -> float:
+        """Resident memory of the server process (MB), from /proc."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
+        return float("nan")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -149,7 +159,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             asyncio.run(_load(server.url, body, 2, args.warmup))  # warm-up: first calls are slower
         for clients in args.concurrency:
             # each cell's requests are split into rounds that alternate between the modes
-            acc = {mode: {"wall": 0.0, "lat": [], "errors": 0, "items": 0, "batches": 0} for mode, _ in modes}
+            acc = {mode: {"wall": 0.0, "lat": [], "errors": 0, "items": 0, "batches": 0, "rss": []} for mode, _ in modes}
             per_round = [args.requests // args.rounds + (i < args.requests % args.rounds) for i in range(args.rounds)]
             for n in per_round:
                 for mode, _ in modes:
@@ -162,6 +172,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     a["errors"] += errors
                     a["items"] += after["items"] - before["items"]
                     a["batches"] += after["batches"] - before["batches"]
+                    a["rss"].append(server.rss_mb())
             for mode, batch_size in modes:
                 a = acc[mode]
                 lat = a["lat"]
@@ -171,6 +182,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     "p50_ms": round(_percentile(lat, 0.5) * 1000, 1), "p95_ms": round(_percentile(lat, 0.95) * 1000, 1),
                     "mean_latency_ms": round(statistics.fmean(lat) * 1000, 1),
                     "mean_batch": round(a["items"] / a["batches"], 2) if a["batches"] else 0.0,
+                    "rss_mb_after_each_round": a["rss"],
                 })
                 cells.update(1)
     finally:
@@ -198,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     rows = run(args)
-    print(f"\n{'mode':8} {'B':>3} {'clients':>7} {'req':>4} {'err':>3} {'req/s':>8} {'p50 ms':>9} {'p95 ms':>9} {'batch':>6}")
+    print(f"\n{'mode':8} {'B':>3} {'clients':>7} {'req':>4} {'err':>3} {'req/s':>8} {'p50 ms':>9} {'p95 ms':>9} "
+          f"{'batch':>6} {'RSS MB':>8}")
     for r in rows:
         print(f"{r['mode']:8} {r['max_batch_size']:>3} {r['clients']:>7} {r['requests']:>4} {r['errors']:>3} "
-              f"{r['req_per_s']:>8.2f} {r['p50_ms']:>9.1f} {r['p95_ms']:>9.1f} {r['mean_batch']:>6.2f}")
+              f"{r['req_per_s']:>8.2f} {r['p50_ms']:>9.1f} {r['p95_ms']:>9.1f} {r['mean_batch']:>6.2f} "
+              f"{r['rss_mb_after_each_round'][-1]:>8.1f}")
     by = {(r["mode"], r["clients"]): r for r in rows}
     for clients in args.concurrency:
         if ("serial", clients) in by and ("batched", clients) in by:

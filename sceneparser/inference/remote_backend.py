@@ -127,10 +127,14 @@ class OpenAIBackend(Backend):
     def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[GenerationOutput]:
         if not requests:
             return []
+        urls: dict = {}  # each image is resized and encoded once, whatever number of questions it has
+        for r in requests:
+            if r.key not in urls:
+                urls[r.key] = image_data_url(r.image, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
-            return list(pool.map(self._one, requests))
+            return list(pool.map(lambda r: self._one(r, urls[r.key]), requests))
 
-    def _body(self, request: GenerationRequest) -> dict:
+    def _body(self, request: GenerationRequest, image_url: str) -> dict:
         cap = min(request.max_new_tokens or self.settings.max_new_tokens, self.settings.max_new_tokens)
         greedy = request.temperature <= 0
         body: dict[str, Any] = {
@@ -138,8 +142,7 @@ class OpenAIBackend(Backend):
             "messages": [
                 {"role": "system", "content": self.system},
                 {"role": "user", "content": [
-                    {"type": "image_url", "image_url": {"url": image_data_url(
-                        request.image, min_pixels=self.min_pixels, max_pixels=self.max_pixels)}},
+                    {"type": "image_url", "image_url": {"url": image_url}},
                     {"type": "text", "text": request.question},
                 ]},
             ],
@@ -156,9 +159,9 @@ class OpenAIBackend(Backend):
             body["seed"] = int(request.seed)
         return body
 
-    def _one(self, request: GenerationRequest) -> GenerationOutput:
+    def _one(self, request: GenerationRequest, image_url: str) -> GenerationOutput:
         e = self._errors
-        body = self._body(request)
+        body = self._body(request, image_url)
         try:
             resp = self._create(body)
         except (e.AuthenticationError, e.PermissionDeniedError, e.NotFoundError) as exc:

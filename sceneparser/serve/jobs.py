@@ -9,6 +9,7 @@ as it is (with the JSON-only prefix in front, see :func:`sceneparser.prompts.jso
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Callable, Sequence
 
 from sceneparser.inference.api import ParseResult, SceneParser
@@ -58,10 +59,16 @@ def result_to_dict(result: ParseResult, *, logprobs: bool = False) -> dict:
     return d
 
 
+def image_key(image) -> tuple:
+    """A key equal for equal pixels: requests that send the same image share its prefix (the vision
+    tower and the image prefill run once per batch), as ``vllm serve`` does with prefix caching."""
+    return (image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+
+
 def job_items(job: ParseJob) -> list[dict]:
-    """The ``parse_many`` item of one job (its queries share the image prefix), with the job's
-    per-request decoding options."""
-    opts = job.generation_options()
+    """The ``parse_many`` item of one job (its queries share the image prefix, and so do other jobs
+    of the batch with the same pixels), with the job's per-request decoding options."""
+    opts = dict(job.generation_options(), key=image_key(job.image))
     if job.question is not None:
         return [{"image": job.image, "question": json_question(job.question), **opts}]
     if job.scene or not job.queries:
