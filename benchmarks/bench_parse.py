@@ -32,7 +32,7 @@ def _build(args):
 
     if args.shape == "tiny":
         model, processor = build_tiny(seed=0)
-    else:  # Qwen2.5-VL-3B shape, random weights (rex_omni.md §1.1)
+    else:  # Qwen2.5-VL-3B shape, random weights (docs/reference.md, *tokenizer*)
         from transformers import Qwen2_5_VLForConditionalGeneration
 
         from sceneparser.model.processor import ImageProcessor, SceneParserProcessor

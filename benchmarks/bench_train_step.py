@@ -40,7 +40,7 @@ def make_tsv(data_dir: Path, num_images: int, size: tuple[int, int]) -> Path:
 
 
 def qwen25vl_3b_config(tokenizer):
-    """The Qwen2.5-VL-3B shape (rex_omni.md §1.1), wired to ``tokenizer``'s special ids."""
+    """The Qwen2.5-VL-3B shape (docs/reference.md, *tokenizer*), wired to ``tokenizer``'s special ids."""
     from transformers import Qwen2_5_VLConfig
 
     tid = tokenizer.convert_tokens_to_ids

@@ -353,7 +353,6 @@ def test_nothing_points_at_the_private_reference_notes():
     assert not hits, "\n".join(hits)
 
 
-@pytest.mark.xfail(strict=False, reason="citations in code are being moved to docs/reference.md")
 def test_doc_citations_carry_the_docs_prefix():
     names = "|".join(("evaluation", "training", "rex" + "_omni"))
     bare = re.compile(r"(?<!docs/)(?<![\w.-])(?:" + names + r")\.md")

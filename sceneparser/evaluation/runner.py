@@ -50,6 +50,7 @@ from sceneparser.evaluation import metrics
 from sceneparser.evaluation.samples import EvalSample, build_samples, resolve_image_path, shard_range
 from sceneparser.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, open_image
 from sceneparser.inference.api import SceneParser
+from sceneparser.inference.remote_backend import OpenAIBackend
 from sceneparser.inference.transformers_backend import TransformersBackend
 from sceneparser.inference.types import Backend
 from sceneparser.inference.vllm_backend import VLLMBackend
@@ -285,8 +286,6 @@ def make_backend(cfg: EvalConfig, dist: _Dist):
     if cfg.backend == "openai":
         if not cfg.base_url:
             raise InputError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
-        from sceneparser.inference.remote_backend import OpenAIBackend
-
         return OpenAIBackend(
             cfg.base_url,
             model=cfg.remote_model,

@@ -28,7 +28,11 @@ from sceneparser import prompts
 from sceneparser.errors import InputError
 from sceneparser.hierarchy import Hierarchy
 from sceneparser.images import DEFAULT_MAX_IMAGE_PIXELS, open_image
+from sceneparser.inference.remote_backend import OpenAIBackend
+from sceneparser.inference.transformers_backend import TransformersBackend
 from sceneparser.inference.types import Backend, GenerationOutput, GenerationRequest, GenerationSettings
+from sceneparser.model.loading import load_model_dir, resolve_model_path
+from sceneparser.model.processor import MAX_PIXELS, MIN_PIXELS
 from sceneparser.parsing import STATUS_FAILED, ParsedPrediction, parse_prediction
 from sceneparser.scores import answer_scores
 from sceneparser.viz import draw_hierarchy, format_tree
@@ -188,9 +192,6 @@ class SceneParser:
         the shipped default model, with the transformers backend. ``**generation`` sets decoding
         options (:class:`~sceneparser.inference.types.GenerationSettings`: ``max_new_tokens``,
         ``repetition_penalty``, ``stop_strings``, ``batch_size``, ``prefix_reuse``, ``layout``, ...)."""
-        from sceneparser.inference.transformers_backend import TransformersBackend
-        from sceneparser.model.loading import load_model_dir, resolve_model_path
-
         settings = GenerationSettings.from_kwargs(**generation)
         local = resolve_model_path(path, cache_dir=cache_dir)
         model, processor = load_model_dir(local, device=device, dtype=dtype)
@@ -226,9 +227,6 @@ class SceneParser:
         ``sceneparser serve``) at ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``); ``model`` defaults
         to the first model it lists. Needs ``pip install 'sceneparser[remote]'``. See
         :class:`~sceneparser.inference.remote_backend.OpenAIBackend`."""
-        from sceneparser.inference.remote_backend import OpenAIBackend
-        from sceneparser.model.processor import MAX_PIXELS, MIN_PIXELS
-
         backend = OpenAIBackend(
             base_url, model=model, api_key=api_key, concurrency=concurrency,
             min_pixels=MIN_PIXELS if min_pixels is None else min_pixels,
@@ -241,8 +239,6 @@ class SceneParser:
     @classmethod
     def from_model(cls, model, processor, *, parse_mode: str = "reference", **generation) -> "SceneParser":
         """Wrap an in-memory model + processor (e.g. right after training)."""
-        from sceneparser.inference.transformers_backend import TransformersBackend
-
         return cls(TransformersBackend(model, processor, GenerationSettings.from_kwargs(**generation)), parse_mode=parse_mode)
 
     # ---- parsing -----------------------------------------------------------------------

@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sceneparser import __version__
 from sceneparser.errors import SceneParserError
 from sceneparser.hierarchy import Hierarchy
 from sceneparser.serve.batching import DynamicBatcher, QueueFullError, UnavailableError
@@ -369,7 +370,7 @@ def create_app(batch_fn: Callable[[Sequence[ParseJob]], Sequence[Any]], config: 
     app = FastAPI(
         title="sceneparser",
         summary="Hierarchical scene parsing: scene -> object -> part -> affordance",
-        version=_version(),
+        version=__version__,
         lifespan=lifespan,
     )
     app.state.config = cfg
@@ -573,12 +574,6 @@ class _Unavailable(Exception):
 
 
 _STARTED = int(time.time())
-
-
-def _version() -> str:
-    from sceneparser import __version__
-
-    return __version__
 
 
 async def _chat_job(req: ChatCompletionRequest, cfg: ServeConfig, read_image) -> ParseJob:

@@ -14,7 +14,7 @@ from sceneparser.evaluation.samples import (
     shard_range,
 )
 
-# evaluation.md §3.3: the driver's question for category "toaster", byte for byte
+# docs/reference.md, *prompts*: the driver's question for category "toaster", byte for byte
 REFERENCE_TOASTER_QUESTION = (
     "Return a single JSON object only.\nParse toaster in this image and return object bbox, "
     "part bboxes, and affordance points when available."
