@@ -31,6 +31,7 @@ from sceneparser.images import DEFAULT_MAX_IMAGE_PIXELS, open_image
 from sceneparser.inference.remote_backend import OpenAIBackend
 from sceneparser.inference.transformers_backend import TransformersBackend
 from sceneparser.inference.types import Backend, GenerationOutput, GenerationRequest, GenerationSettings
+from sceneparser.interop.supervision import to_supervision
 from sceneparser.model.loading import load_model_dir, resolve_model_path
 from sceneparser.model.processor import MAX_PIXELS, MIN_PIXELS
 from sceneparser.parsing import STATUS_FAILED, ParsedPrediction, parse_prediction
@@ -97,6 +98,11 @@ class ParseResult:
 
     def tree(self) -> str:
         return format_tree(self.hierarchy, title=self.query if not self.scene else "scene")
+
+    def to_supervision(self):
+        """``(sv.Detections, sv.KeyPoints)`` of this result (:mod:`sceneparser.interop.supervision`;
+        ``sceneparser.interop.supervision.from_supervision`` turns them back into a hierarchy)."""
+        return to_supervision(self.hierarchy)
 
 
 @dataclass

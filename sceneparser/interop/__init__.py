@@ -1,0 +1,1 @@
+"""Bridges to other libraries' types (optional extras, imported lazily by each module)."""
