@@ -845,16 +845,22 @@ def _train_part(plan: dict, log: Path, zero: str | None) -> dict:
     resumed_ok = rc == 0
     resume_error = None if resumed_ok else failure("resumed run", rc, tail)
 
-    # the saved model, reloaded with from_pretrained, against the trained weights
+    # the saved model, reloaded with from_pretrained, against the trained weights: the checksum the
+    # training run took of what it saved (fp32 loading keeps bf16 and fp32 values exact)
     record = loading.read_extra(a).get("training") or {}
     t = time.perf_counter()
-    reloaded = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(a))
+    reloaded = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(a), dtype=torch.float32)
     figures["reload_s"] = round(time.perf_counter() - t, 2)
     checks: dict[str, bool] = {"reloaded_weights_equal_trained": parameter_checksum(reloaded) == record.get("parameter_checksum")}
+    # and against the last checkpoint's weights, at the checkpoint's precision (the module's bf16
+    # copy of DeepSpeed's fp32 master weights)
     last = a / f"checkpoint-{steps}"
     if any(last.glob("*.safetensors")):
-        ckpt = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(last)).state_dict()
-        checks["reloaded_weights_equal_last_checkpoint"] = all(torch.equal(v, ckpt[k]) for k, v in reloaded.state_dict().items() if k in ckpt)
+        ckpt = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(last), dtype="auto").state_dict()
+        mine = reloaded.state_dict()
+        checks["reloaded_weights_equal_last_checkpoint"] = set(mine) == set(ckpt) and all(
+            torch.equal(v.to(ckpt[k].dtype), ckpt[k]) for k, v in mine.items()
+        )
     losses_a = _losses(a)
     figures["global_step"] = record.get("global_step")
     figures["first_loss"] = losses_a.get(min(losses_a)) if losses_a else None
