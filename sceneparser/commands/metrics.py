@@ -51,7 +51,8 @@ def add_arguments(parser) -> None:
                         help="directory that relative mask_path values resolve against (default: the "
                         "current directory, as the reference)")
     parser.add_argument("--skip-invalid", dest="skip_invalid", action="store_true",
-                        help="leave out malformed lines (each is reported) instead of stopping")
+                        help="leave out unusable lines (not UTF-8, not JSON, malformed fields; counted and "
+                        "reported by line number) instead of stopping at the first")
 
 
 def _write_atomic(path: str | os.PathLike, text: str) -> None:
@@ -71,6 +72,33 @@ def format_table(result: dict, final: dict, level: str, num_samples: int | None 
         lines.append(f"{key:<10}{v.get('precision', 0.0):>10.4f}{v.get('recall', 0.0):>10.4f}{v.get('f1', 0.0):>10.4f}")
     lines.append(f"{'ParseRate':<10}{final['ParseRate']:>10.4f}")
     return "\n".join(lines)
+
+
+def skipped_summary(lines: list[int], show: int = 50) -> str:
+    """``skipped N unusable lines: 3, 7, 12-15`` (the first ``show`` line numbers, runs joined)."""
+    runs: list[list[int]] = []
+    for n in lines[:show]:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    more = f", ... ({len(lines) - show} more)" if len(lines) > show else ""
+    return f"skipped {len(lines)} unusable line{'s' if len(lines) != 1 else ''}: {text}{more}"
+
+
+def mask_fallback_warning(report: dict) -> str | None:
+    """One warning line when GT affordance masks were missing or unreadable (their region then
+    falls back to the box, as in the reference), else None."""
+    parts = []
+    for state, label in (("missing", "missing"), ("unreadable", "present but unreadable")):
+        r = report[state]
+        if r["affordances"]:
+            parts.append(f"{r['affordances']} with a {label} mask ({r['files']} file{'s' if r['files'] != 1 else ''},"
+                         f" e.g. {r['example']})")
+    if not parts:
+        return None
+    return "warning: GT affordances scored with their box instead of the mask: " + "; ".join(parts)
 
 
 def run(args) -> int:
@@ -118,8 +146,11 @@ def run(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if len(skipped) > 20:
-        print(f"skipped {len(skipped)} malformed lines in all (first 20 shown)", file=sys.stderr)
+    if skipped:
+        print(skipped_summary(stats["skipped_lines"]), file=sys.stderr)
+    mask_warning = mask_fallback_warning(stats["masks"])
+    if mask_warning:
+        print(mask_warning, file=sys.stderr)
 
     final = final_mod.extract_final_metrics(result)
     _write_atomic(args.output_path, metrics.result_text(result))

@@ -47,7 +47,8 @@ Handling of inputs on which the reference crashes (documented, never a traceback
   odd IoUs, as there); only a mask lookup -- where the reference raises -- treats a
   non-finite point as outside the mask. A null predicted point is never inside a region.
 * ``mask_path`` is opened relative to the current directory, as the reference does, or to
-  ``mask_root`` when given. Masks that are missing or unreadable fall back to boxes.
+  ``mask_root`` when given. Masks that are missing or unreadable fall back to boxes (counted:
+  ``metric.mask_report()``).
 
 Modules: :mod:`.primitives` (reference arithmetic), :mod:`.means` (exact means),
 :mod:`.labels`, :mod:`.masks`, :mod:`.records` (what the reader builds), :mod:`.reading` (fast

@@ -92,10 +92,17 @@ class MetricBase:
         self._add(G, P, json_ok)
 
     def _add(self, G: list, P: list, json_ok: float) -> None:
+        if self.reader.masks:
+            self.matcher.masks.note(self.reader.masks)
         if self.filter_wrapper:
             json_ok = 1.0
         self._accumulate(G, P, json_ok)
         self.num_samples += 1
+
+    def mask_report(self) -> dict:
+        """The GT affordances scored so far whose mask is missing or unreadable (their region
+        falls back to the box): ``{"missing"|"unreadable": {"affordances", "files", "example"}}``."""
+        return self.matcher.masks.report()
 
     def _accumulate(self, G: list, P: list, json_ok: float) -> None:
         raise NotImplementedError

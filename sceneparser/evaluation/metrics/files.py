@@ -25,7 +25,7 @@ _BLANK = object()
 
 
 class UnreadableLine(InputError):
-    """A line that is not JSON (or not UTF-8): never skipped, even with ``skip_invalid``."""
+    """A line that is not JSON (or not UTF-8); ``skip_invalid`` skips it like a malformed one."""
 
 
 def _raw_lines(path) -> Iterator[tuple[int, bytes]]:
@@ -100,27 +100,29 @@ def evaluate_file(path, level: str = "object", *, skip_invalid: bool = False,
                   stats: dict | None = None, **options) -> dict:
     """Score an answer JSONL file in one streaming pass; returns the reference result dict.
 
-    A malformed line raises :class:`InputError` naming the line and the field, unless
-    ``skip_invalid`` is set (the line is then left out, and ``on_skip(message)`` is called).
-    A line that is not JSON (or not UTF-8) always raises. Raises InputError when the file holds
-    no answer line at all. ``stats``, when given, receives ``samples`` (scored) and ``skipped``.
+    An unusable line (not UTF-8, not JSON, or a malformed field) raises :class:`InputError`
+    naming the line (and the field), unless ``skip_invalid`` is set: the line is then left out
+    and ``on_skip(message)`` is called. Raises InputError when the file holds no answer line at
+    all. ``stats``, when given, receives ``samples`` (scored), ``skipped``, ``skipped_lines``
+    (their line numbers) and ``masks`` (:meth:`MaskReader.report` of the GT masks). A file
+    where no line is usable raises InputError, ``skip_invalid`` or not (there is nothing to score).
     """
     if level not in ("object", "scene"):
         raise InputError(f"level must be 'object' or 'scene', got {level!r}")
     metric = SceneLevelMetric(**options) if level == "scene" else ObjectLevelMetric(**options)
     seen = 0
+    skipped_lines: list[int] = []
     for lineno, raw in _raw_lines(path):
         if not raw or raw.isspace():  # blank (ASCII whitespace; other blank lines: _exact_loads)
             continue
         try:
             if not _update_from_line(metric, raw, path, lineno):
                 continue
-        except UnreadableLine as exc:
-            raise InputError(str(exc)) from None
         except InputError as exc:
-            msg = f"{path}: line {lineno}: {exc}"
+            msg = str(exc) if isinstance(exc, UnreadableLine) else f"{path}: line {lineno}: {exc}"
             if not skip_invalid:
                 raise InputError(msg) from None
+            skipped_lines.append(lineno)
             if on_skip is not None:
                 on_skip(msg)
         seen += 1
@@ -128,9 +130,11 @@ def evaluate_file(path, level: str = "object", *, skip_invalid: bool = False,
             progress(lineno)
     if stats is not None:
         stats["samples"] = metric.num_samples
-        stats["skipped"] = seen - metric.num_samples
+        stats["skipped"] = len(skipped_lines)
+        stats["skipped_lines"] = skipped_lines
+        stats["masks"] = metric.mask_report()
     if seen == 0:
         raise InputError(f"{path}: no answer lines (the file is empty)")
     if metric.num_samples == 0:
-        raise InputError(f"{path}: every line was malformed; nothing to score")
+        raise InputError(f"{path}: all {seen} answer line{'s' if seen != 1 else ''} unusable; nothing to score")
     return metric.result()

@@ -84,9 +84,12 @@ class SampleReader:
         self.part_labels = part_labels
         self.action_labels = action_labels
         self.normalize_names = scene or normalize_object_names
+        self.masks: list = []  # the GT affordances' mask paths of the last sample read
 
     def read(self, sample, check_wide: bool = False) -> tuple[list, list, float]:
         """``(gt objects, predicted objects, json_ok)`` records of one answer line."""
+        if self.masks:
+            self.masks = []
         if not isinstance(sample, dict):
             raise Malformed
         gobjs, pobjs, json_ok = self.containers(sample)
@@ -253,6 +256,8 @@ class SampleReader:
                 sem_actions.append(lab[1])
             elif need_action:
                 continue
+            if mask:
+                self.masks.append(mask)
             out.append((lab[1], act, mask, region, fallback))
         return out
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,15 +73,27 @@ def test_fast_path_equals_the_standard_library(tmp_path, level, filtered):
     assert result_text(evaluate_file(path, level, skip_invalid=True, **opts)) == _exact(path, level, **opts)
 
 
-def test_unreadable_lines_are_never_skipped_and_named_exactly(tmp_path):
+def test_unreadable_lines_are_named_exactly_and_skipped_on_request(tmp_path):
     good = json.dumps(answer_lines(1, 1, broken=0)[0])
     path = tmp_path / "a.jsonl"
-    path.write_bytes(good.encode() + b"\n" + good.encode() + b"\n" + b'{"category": "caf\xe9"}\n')
-    with pytest.raises(InputError, match=r"line 3: not valid UTF-8"):
-        evaluate_file(path, skip_invalid=True)
-    path.write_bytes(good.encode() + b"\n[" * 1 + b"[" * 3000 + b"]" * 3001 + b"\n")
-    with pytest.raises(InputError, match=r"line 2: JSON nested too deeply"):
-        evaluate_file(path, skip_invalid=True)
-    path.write_bytes(b"\xef\xbb\xbf" + good.encode() + b"\n")
-    with pytest.raises(InputError, match=r"line 1: not valid JSON \(Unexpected UTF-8 BOM"):
-        evaluate_file(path)
+    cases = [
+        (good.encode() + b"\n" + good.encode() + b"\n" + b'{"category": "caf\xe9"}\n', r"line 3: not valid UTF-8", 3, 2),
+        (good.encode() + b"\n[" * 1 + b"[" * 3000 + b"]" * 3001 + b"\n", r"line 2: JSON nested too deeply", 2, 1),
+        (b"\xef\xbb\xbf" + good.encode() + b"\n" + good.encode(), r"line 1: not valid JSON \(Unexpected UTF-8 BOM", 1, 1),
+    ]
+    for data, message, lineno, n_good in cases:
+        path.write_bytes(data)
+        with pytest.raises(InputError, match=message):
+            evaluate_file(path)
+        skipped, stats = [], {}
+        result = evaluate_file(path, skip_invalid=True, on_skip=skipped.append, stats=stats)
+        assert len(skipped) == 1 and re.search(message, skipped[0])
+        assert stats["skipped_lines"] == [lineno] and stats["samples"] == n_good
+        assert result_text(result) == _exact_text([good] * n_good)
+
+
+def _exact_text(lines: list, level: str = "object") -> str:
+    metric = SceneLevelMetric() if level == "scene" else ObjectLevelMetric()
+    for line in lines:
+        metric.update(json.loads(line))
+    return result_text(metric.result())
