@@ -47,6 +47,7 @@ from sceneparser.data.targets import (
     choose_query,
     norm,
 )
+from sceneparser.data.hf import ParquetReader, is_parquet_dir
 from sceneparser.data.tsv import TSVReader
 from sceneparser.errors import InputError
 from sceneparser.images import open_image
@@ -381,7 +382,18 @@ def check_tsv_consistency(reader) -> None:
 def build_dataset(
     tsv_dir, processor, data: DataSection, *, seed: int = 42, defer_pixels: bool = False, token_classes: bool = False
 ) -> SceneParserTrainDataset:
-    """Open the TSV directory; missing or mismatched files fail here, with a clear message."""
+    """Open the TSV directory; missing or mismatched files fail here, with a clear message.
+
+    A folder of Parquet shards written by :func:`sceneparser.data.hf.write_parquet` (no
+    ``images.tsv``) is read instead with :class:`sceneparser.data.hf.ParquetReader`: same rows,
+    same targets."""
+    if is_parquet_dir(tsv_dir):
+        reader = ParquetReader(tsv_dir)
+        if len(reader) == 0:
+            raise InputError(f"the Parquet shards in {tsv_dir} hold no rows")
+        return SceneParserTrainDataset(
+            reader, processor, data, seed=seed, defer_pixels=defer_pixels, token_classes=token_classes
+        )
     reader = TSVReader(tsv_dir)
     if len(reader) == 0:
         raise InputError(f"the training TSV in {tsv_dir} holds no rows")
