@@ -9,6 +9,7 @@ import sys
 
 from sceneparser.data.convert import convert_jsonl
 from sceneparser.errors import InputError
+from sceneparser.images import DEFAULT_MAX_IMAGE_PIXELS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(75 reproduces the reference converter)")
     parser.add_argument("--verify-images", action="store_true",
                         help="decode every image fully (slower; default checks headers and end markers)")
+    parser.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS, metavar="N",
+                        help="skip images whose header declares more than N pixels, before decoding them "
+                             f"(default {DEFAULT_MAX_IMAGE_PIXELS:,}, as every reader; 0: no limit)")
     parser.add_argument("--keep-pseudo-flag", action="store_true",
                         help="also store each part's is_pseudo_part in the annotation (not in the reference layout)")
     parser.add_argument("--validate", action="store_true", help="re-read the written files and check every offset and row")
@@ -41,6 +45,8 @@ def _print_summary(s, stream) -> None:
         print(f"  every skipped record with its reasons: {s.out_dir / 'skipped.jsonl'}", file=stream)
     if s.warnings:
         print(f"  every warning: {s.out_dir / 'warnings.jsonl'}", file=stream)
+    if s.removed_temp_dirs:
+        print(f"  removed {len(s.removed_temp_dirs)} temporary folder(s) left by an interrupted run", file=stream)
     for f in s.files[:3]:
         print(f"  {f}", file=stream)
     if s.validation is not None:
@@ -58,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         args.json_file, args.out_dir, image_root=args.image_root, workers=args.workers,
         reencode_jpeg_quality=args.reencode_jpeg_quality, verify_images=args.verify_images,
         keep_pseudo_flag=args.keep_pseudo_flag, validate=args.validate, progress=not args.no_progress,
+        max_image_pixels=args.max_image_pixels,
     )
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))

@@ -22,6 +22,27 @@ the pixels every other entry point would give it: 16-bit values ``v`` become ``r
 Images are checked cheaply by default (header, size, the end-of-image marker of JPEG/PNG, so
 missing, empty, truncated and non-image files are caught); ``verify_images=True`` also decodes
 every image fully (and so refuses what the loader refuses, e.g. an aspect ratio over 200).
+
+What the cheap check costs and catches, beyond that (no pixel is decoded):
+
+* **pixel limit**: an image whose header declares more than ``max_image_pixels`` pixels
+  (default: the loader's :data:`~sceneparser.images.DEFAULT_MAX_IMAGE_PIXELS`) is skipped before
+  anything is decoded (a PNG that declares 900 Mpixels in a few bytes would otherwise be stored, and
+  every reader would refuse or choke on it);
+* **JPEG compressed data**: one regular-expression pass over the entropy-coded data for markers
+  that cannot occur there (only ``FF00`` stuffing, restart markers, fill bytes and the segments
+  allowed between progressive scans can). A body overwritten with other bytes almost always
+  shows one, and PIL's full decode then refuses the image. A scan runs at memory speed (well under
+  a millisecond for a typical photo). What it cannot see: damage that keeps the marker structure
+  (e.g. a zeroed block), which only a full decode can find, and often not even that;
+* **PNG**: the CRC of every chunk (``zlib.crc32``, also memory speed).
+
+Damage found this way is a *warning* (``warnings.jsonl``, "corrupt JPEG data" / "corrupt PNG
+data"), not a skip: the cheap check cannot tell whether a decoder recovers. With
+``verify_images=True`` the full decode decides (a refused image is skipped).
+
+Duplicate records (the same stored image bytes and the same annotation) are reported in
+``warnings.jsonl`` ("duplicate record ... as line N") and kept.
 """
 
 from __future__ import annotations
@@ -30,12 +51,16 @@ import base64
 import collections
 import concurrent.futures as cf
 import dataclasses
+import hashlib
 import io
 import json
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
+import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -49,8 +74,9 @@ from sceneparser.data.records import (
     validate_record,
 )
 from sceneparser.data.tsv import TSVWriter, validate_tsv
+from sceneparser.data.workers import die_with_parent
 from sceneparser.errors import InputError
-from sceneparser.images import ImageError, open_image
+from sceneparser.images import DEFAULT_MAX_IMAGE_PIXELS, ImageError, open_image
 from sceneparser.io import write_jsonl
 
 SKIPPED_JSONL = "skipped.jsonl"
@@ -74,6 +100,7 @@ class ImageInfo:
     height: int
     mode: str  # "RGB", "L", "CMYK", "P", "RGBA", "I;16" ... (best effort)
     bit_depth: int = 8
+    damage: str | None = None  # what the cheap check found wrong in the compressed data (None: nothing)
 
 
 def _jpeg_info(data: bytes) -> ImageInfo:
@@ -118,7 +145,39 @@ def _jpeg_info(data: bytes) -> ImageInfo:
         raise ImageProblem("truncated JPEG (no image data)")
     if data.rfind(b"\xff\xd9", sos) < 0:
         raise ImageProblem("truncated JPEG (no end-of-image marker)")
+    info.damage = _jpeg_scan_damage(data, sos)
     return info
+
+
+# In entropy-coded data 0xFF is followed by 0x00 (stuffing), a restart marker (D0-D7) or another
+# 0xFF (fill); any other byte starts a marker.
+_ENTROPY_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+# Segments that may stand between the scans of a progressive (or multi-scan) JPEG: DHT, DAC, DQT,
+# DNL, DRI, DHP, EXP, APPn, COM, and SOS itself.
+_BETWEEN_SCANS = {0xC4, 0xCC, 0xDA, 0xDB, 0xDC, 0xDD, 0xDE, 0xDF, 0xFE, *range(0xE0, 0xF0)}
+
+
+def _jpeg_scan_damage(data: bytes, sos: int) -> str | None:
+    """Why the compressed data after the first SOS header (``sos``: its length field) is damaged,
+    or None. Stops at the first end-of-image marker (an MPO's further images are not checked)."""
+    n = len(data)
+    i = sos + int.from_bytes(data[sos:sos + 2], "big")
+    while True:
+        m = _ENTROPY_MARKER.search(data, i)
+        if m is None or m.start() + 1 >= n:
+            return None  # no end-of-image marker after the scans: reported as truncated elsewhere
+        j = m.start()
+        marker = data[j + 1]
+        if marker == 0xD9:
+            return None
+        if marker not in _BETWEEN_SCANS:
+            return f"corrupt JPEG data (marker 0xFF{marker:02X} inside the compressed data at byte {j})"
+        if j + 4 > n:
+            return None
+        seglen = int.from_bytes(data[j + 2:j + 4], "big")
+        if seglen < 2:
+            return f"corrupt JPEG data (bad segment length at byte {j})"
+        i = j + 2 + seglen
 
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -134,24 +193,62 @@ def _png_info(data: bytes) -> ImageInfo:
     mode = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}.get(ctype, "?")
     if data.rfind(b"IEND") < 0:
         raise ImageProblem("truncated PNG (no IEND chunk)")
-    return ImageInfo("PNG", w, h, mode, depth)
+    return ImageInfo("PNG", w, h, mode, depth, damage=_png_chunk_damage(data))
 
 
-def _pil_info(data: bytes) -> ImageInfo:
-    """Format, size and mode of an image in a format other than JPEG and PNG (decodes it)."""
+def _png_chunk_damage(data: bytes) -> str | None:
+    """The first chunk whose CRC does not match or that runs past the end of the file, or None."""
+    view = memoryview(data)
+    n = len(data)
+    i = len(_PNG_SIG)
+    while i + 12 <= n:
+        length = int.from_bytes(data[i:i + 4], "big")
+        name = data[i + 4:i + 8].decode("latin-1")
+        end = i + 12 + length
+        if end > n:
+            return f"corrupt PNG data ({name!r} chunk at byte {i} runs past the end of the file)"
+        if zlib.crc32(view[i + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            return f"corrupt PNG data (CRC mismatch in the {name!r} chunk at byte {i})"
+        if name == "IEND":
+            return None
+        i = end
+    return None
+
+
+def _pil_info(data: bytes, max_pixels: int | None) -> ImageInfo:
+    """Format, size and mode of an image in a format other than JPEG and PNG (decodes it, after
+    checking the size in its header against ``max_pixels``)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit replaces it
+            im = Image.open(io.BytesIO(data))
+        with im:
+            _check_pixels(im.width, im.height, max_pixels)
             im.load()
             depth = 16 if im.mode.startswith("I;16") or im.mode == "I" else 8
             return ImageInfo(im.format or "?", im.width, im.height, im.mode, depth)
+    except ImageProblem:
+        raise
     except UnidentifiedImageError:
         raise ImageProblem("not a readable image (unknown or corrupt format)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageProblem(f"too many pixels ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - PIL raises many kinds
         raise ImageProblem(f"not a readable image ({type(exc).__name__}: {exc})") from None
 
 
-def inspect_image(data: bytes, *, full_decode: bool = False) -> ImageInfo:
-    """Header-level check (fast) or a full decode; raises :class:`ImageProblem`."""
+def _check_pixels(w: int, h: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageProblem(f"too many pixels ({w}x{h} = {w * h:,}, over the limit of {max_pixels:,}; "
+                           "--max-image-pixels raises it)")
+
+
+def inspect_image(data: bytes, *, full_decode: bool = False, max_pixels: int | None = None) -> ImageInfo:
+    """Header-level check (fast) or a full decode; raises :class:`ImageProblem`.
+
+    ``max_pixels``: refuse an image whose header declares more pixels, before decoding anything.
+    Damage the cheap check finds in the compressed data is returned in ``ImageInfo.damage``.
+    """
     if not data:
         raise ImageProblem("image file is empty (0 bytes)")
     if data[:3] == b"\xff\xd8\xff":
@@ -159,7 +256,8 @@ def inspect_image(data: bytes, *, full_decode: bool = False) -> ImageInfo:
     elif data[:8] == _PNG_SIG:
         info = _png_info(data)
     else:
-        info = _pil_info(data)
+        info = _pil_info(data, max_pixels)
+    _check_pixels(info.width, info.height, max_pixels)
     if full_decode:
         _decode_rgb(data)
     if info.width <= 0 or info.height <= 0:
@@ -201,10 +299,13 @@ class _Options:
     reencode_quality: int | None
     verify_images: bool
     keep_pseudo_flag: bool
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
 
 
 def _process(line: int, raw: bytes, opt: _Options) -> tuple:
-    """-> ("ok", line, b64, ann_json, warnings) | ("skip", line, image_path, problems)."""
+    """-> ("ok", line, b64, ann_json, warnings, digest) | ("skip", line, image_path, problems).
+
+    ``digest``: a hash of the stored image bytes and the annotation (finds duplicate records)."""
     obj, problems = decode_line(raw, line)
     if obj is None:
         return ("skip", line, None, [p.to_dict() for p in problems])
@@ -228,7 +329,11 @@ def _process(line: int, raw: bytes, opt: _Options) -> tuple:
     except OSError as exc:
         return skip("image_path", f"cannot read image {path}: {exc.strerror or exc}")
     try:
-        info = inspect_image(data, full_decode=opt.verify_images)
+        info = inspect_image(data, full_decode=opt.verify_images, max_pixels=opt.max_pixels)
+        if info.damage:
+            how = "it decodes, but pixels may be wrong" if opt.verify_images else \
+                "stored without a full decode (--verify-images decodes it and skips it if it fails)"
+            extra.append(Problem(line, "image_path", f"{info.damage}, {how}: {path}", "warning"))
         if opt.reencode_quality is not None:
             data = reencode_jpeg(data, opt.reencode_quality)
         elif info.bit_depth > 8:
@@ -253,8 +358,10 @@ def _process(line: int, raw: bytes, opt: _Options) -> tuple:
             Problem(line, "objects", "a string holds an unpaired surrogate (\\ud800-\\udfff) and cannot be stored as UTF-8").to_dict()])
     except (TypeError, ValueError) as exc:
         return ("skip", line, image_path, [Problem(line, "objects", f"annotation cannot be serialised: {exc}").to_dict()])
-    warnings = [p.to_dict() for p in extra + problems] if (extra or problems) else []
-    return ("ok", line, base64.b64encode(data), ann_json, warnings)
+    warns = [p.to_dict() for p in extra + problems] if (extra or problems) else []
+    digest = hashlib.blake2b(data, digest_size=16)
+    digest.update(b"\0" + ann_json)
+    return ("ok", line, base64.b64encode(data), ann_json, warns, digest.digest())
 
 
 def _process_chunk(chunk: list[tuple[int, bytes]], opt: _Options) -> list[tuple]:
@@ -267,7 +374,9 @@ def _process_chunk(chunk: list[tuple[int, bytes]], opt: _Options) -> list[tuple]
 _SPILL: dict[str, Any] = {}
 
 
-def _init_spill(spill_dir: str) -> None:
+def _init_worker(spill_dir: str, parent_pid: int) -> None:
+    # a worker must not outlive a killed parent (see sceneparser.data.workers)
+    die_with_parent(parent_pid)
     path = os.path.join(spill_dir, f"spill-{os.getpid()}.b64")
     _SPILL["path"] = path
     _SPILL["fh"] = open(path, "ab", buffering=1 << 20)
@@ -332,7 +441,7 @@ def _process_chunk_spilled(chunk: list[tuple[int, bytes]], opt: _Options) -> lis
             pos = fh.tell()
             fh.write(r[2])
             fh.write(b"\n")
-            r = ("spilled", r[1], (_SPILL["path"], pos, len(r[2]) + 1), r[3], r[4])
+            r = ("spilled", r[1], (_SPILL["path"], pos, len(r[2]) + 1), r[3], r[4], r[5])
         out.append(r)
     fh.flush()
     return out
@@ -356,6 +465,7 @@ class ConvertSummary:
     seconds: float
     files: list[Path]
     validation: list[str] | None = None  # problems found by validate (None: not run)
+    removed_temp_dirs: list[str] = dataclasses.field(default_factory=list)  # left by killed runs
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -394,11 +504,15 @@ def convert_jsonl(
     validate: bool = False,
     progress: bool = False,
     chunk_size: int = 32,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> ConvertSummary:
     """Convert a benchmark JSONL into ``out_dir/{images.tsv, annotations.tsv, annotations.tsv.lineidx}``.
 
     Rows keep the JSONL order (minus skipped records). Also writes ``out_dir/skipped.jsonl``
     (one line per skipped record: line, image_path, reasons) and ``out_dir/warnings.jsonl``.
+    Images whose header declares more than ``max_image_pixels`` pixels are skipped (``None`` or 0:
+    no limit). Temporary folders left in ``out_dir`` by a killed run are removed (``removed_temp_dirs``),
+    and worker processes end when this process dies.
     """
     t0 = time.perf_counter()
     json_file = Path(json_file)
@@ -406,6 +520,10 @@ def convert_jsonl(
         raise InputError(f"JSONL file not found: {json_file}")
     if reencode_jpeg_quality is not None and not 1 <= int(reencode_jpeg_quality) <= 100:
         raise InputError(f"--reencode-jpeg-quality must be in 1..100, got {reencode_jpeg_quality}")
+    if max_image_pixels is not None and int(max_image_pixels) < 0:
+        raise InputError(f"--max-image-pixels must be >= 0 (0: no limit), got {max_image_pixels}")
+    if max_image_pixels is not None and int(max_image_pixels) == 0:
+        max_image_pixels = None
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -416,6 +534,7 @@ def convert_jsonl(
         int(reencode_jpeg_quality) if reencode_jpeg_quality is not None else None,
         verify_images,
         keep_pseudo_flag,
+        int(max_image_pixels) if max_image_pixels is not None else None,
     )
     skipped: list[dict] = []
     warns: list[dict] = []
@@ -439,7 +558,7 @@ def convert_jsonl(
         ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
         max_inflight = max(2, workers * 4)
         with cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_init_spill, initargs=(str(writer.tmp_dir),)
+            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(str(writer.tmp_dir), os.getpid())
         ) as ex:
             pending: collections.deque = collections.deque()
             for start, end, first in _line_ranges(json_file, chunk_size):
@@ -451,11 +570,16 @@ def convert_jsonl(
 
     writer = TSVWriter(out)
     spill_fds: dict[str, int] = {}
+    seen: dict[bytes, int] = {}  # digest of (image bytes, annotation) -> first line
     try:
         for res in results():
             processed += 1
             if res[0] == "ok" or res[0] == "spilled":
-                _, line, payload, ann_json, w = res
+                _, line, payload, ann_json, w, digest = res
+                first = seen.setdefault(digest, line)
+                if first != line:
+                    w = w + [Problem(line, "", f"duplicate record: the same image and objects as line {first}",
+                                     "warning").to_dict()]
                 if res[0] == "ok":
                     writer.write(payload, ann_json)
                 else:
@@ -501,6 +625,7 @@ def convert_jsonl(
         warning_reasons=dict(warn_reasons.most_common()),
         seconds=0.0,
         files=files + [out / SKIPPED_JSONL, out / WARNINGS_JSONL],
+        removed_temp_dirs=[str(p) for p in writer.removed_stale],
     )
     if validate:
         summary.validation = validate_tsv(out, decode_images=verify_images).problems

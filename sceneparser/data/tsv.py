@@ -24,8 +24,14 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
 
 from sceneparser.errors import InputError
 from sceneparser.images import open_image
@@ -34,6 +40,9 @@ IMAGES_TSV = "images.tsv"
 ANNOTATIONS_TSV = "annotations.tsv"
 LINEIDX = "annotations.tsv.lineidx"
 TSV_FILES = (IMAGES_TSV, ANNOTATIONS_TSV, LINEIDX)
+TMP_PREFIX = ".tsv-writing-"  # the writer's private folder in the output directory
+_OWNER_LOCK = ".owner.lock"  # inside it: locked by the writer (and its forked workers) while alive
+_UNOWNED_GRACE_S = 60.0  # a folder without a lock file (older versions) counts as stale after this
 
 
 @dataclasses.dataclass
@@ -98,6 +107,8 @@ class TSVWriter:
 
     The three files are one commit (the lineidx is renamed last), so this is the one writer that
     does not go through :mod:`sceneparser.io`, which replaces a single file. A crash or an exception never leaves a partial set of files under the final names.
+    The private folder (``.tsv-writing-*``) of a writer that was killed (no Python code runs on
+    SIGKILL) is removed by the next writer into the same ``out_dir`` (:func:`remove_stale_tmp_dirs`).
     ``fsync=True`` also syncs the data to disk before the rename (power-loss safety, slower).
     Use as a context manager: an exception inside the block removes the temporary files and
     leaves any previous output untouched.
@@ -107,7 +118,10 @@ class TSVWriter:
         self.out_dir = Path(out_dir)
         self.fsync = fsync
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._tmp_dir = Path(tempfile.mkdtemp(prefix=".tsv-writing-", dir=self.out_dir))
+        #: temporary folders of killed writers found in ``out_dir`` and removed
+        self.removed_stale: list[Path] = remove_stale_tmp_dirs(self.out_dir)
+        self._tmp_dir = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=self.out_dir))
+        self._owner = _claim(self._tmp_dir)
         self._fh = {name: open(self._tmp_dir / name, "wb") for name in (ANNOTATIONS_TSV, LINEIDX)}
         # images.tsv is written unbuffered at the fd level (large payloads, zero-copy splicing)
         self._fh[IMAGES_TSV] = open(self._tmp_dir / IMAGES_TSV, "wb", buffering=0)
@@ -168,6 +182,7 @@ class TSVWriter:
             os.replace(self._tmp_dir / name, dst)
             final.append(dst)
         shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        self._owner.close()
         self._done = True
         return final
 
@@ -177,6 +192,7 @@ class TSVWriter:
         for fh in self._fh.values():
             fh.close()
         shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        self._owner.close()
         self._done = True
 
     def __enter__(self) -> "TSVWriter":
@@ -188,6 +204,69 @@ class TSVWriter:
                 self.commit()
         else:
             self.abort()
+
+
+def _claim(tmp_dir: Path):
+    """Mark ``tmp_dir`` as owned by this process for as long as it lives.
+
+    POSIX: an exclusive ``flock`` on ``tmp_dir/.owner.lock``. The kernel drops it when the last
+    process holding the file open ends, however it ends (kill -9 included); forked workers
+    inherit it, so a folder whose workers still write is never taken for stale. Elsewhere: the
+    owner's pid is written into the file.
+    """
+    fh = open(tmp_dir / _OWNER_LOCK, "w+b")
+    if fcntl is not None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:  # pragma: no cover - not POSIX
+        fh.write(str(os.getpid()).encode("ascii"))
+        fh.flush()
+    return fh
+
+
+def _owner_alive(tmp_dir: Path) -> bool:
+    lock = tmp_dir / _OWNER_LOCK
+    try:
+        fh = open(lock, "rb")
+    except FileNotFoundError:
+        # made by an older version (no lock file), or its writer died between creating the folder
+        # and the lock file: stale once nothing has been written into it for a while
+        try:
+            return time.time() - tmp_dir.stat().st_mtime < _UNOWNED_GRACE_S
+        except OSError:
+            return False
+    with fh:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False  # the lock is released when fh closes
+        try:  # pragma: no cover - not POSIX
+            os.kill(int(fh.read().strip() or b"0"), 0)
+        except (ValueError, ProcessLookupError):
+            return False
+        except OSError:
+            return True
+        return True
+
+
+def remove_stale_tmp_dirs(out_dir: str | os.PathLike) -> list[Path]:
+    """Remove the ``.tsv-writing-*`` folders in ``out_dir`` whose writer is dead (a killed run).
+
+    A folder whose writer (or one of its forked workers) still runs is left alone, so two
+    conversions into one folder never delete each other's files. Returns the removed folders.
+    """
+    removed = []
+    try:
+        candidates = sorted(p for p in Path(out_dir).iterdir() if p.name.startswith(TMP_PREFIX) and p.is_dir())
+    except OSError:
+        return removed
+    for d in candidates:
+        if not _owner_alive(d):
+            shutil.rmtree(d, ignore_errors=True)
+            if not d.exists():
+                removed.append(d)
+    return removed
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,5 +498,6 @@ __all__ = [
     "TSVRow",
     "TSVValidation",
     "TSVWriter",
+    "remove_stale_tmp_dirs",
     "validate_tsv",
 ]
