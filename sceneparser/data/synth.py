@@ -35,11 +35,14 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from PIL import Image, ImageDraw
 
+from sceneparser.data.workers import die_with_parent
+from sceneparser.errors import InputError
 from sceneparser.io import atomic_open
 
 # --------------------------------------------------------------------------------------------
@@ -334,6 +337,7 @@ class SynthSummary:
     image_size: tuple[int, int]
     seed: int
     class_counts: dict[str, int]
+    removed_files: int = 0  # images/masks of an earlier, larger run in out_dir that this run removed
 
     @property
     def num_images(self) -> int:
@@ -479,6 +483,29 @@ def _render_and_encode(job: tuple[int, int, tuple[int, int], int]) -> tuple[byte
     return buf.getvalue(), objects, masks
 
 
+# what generate_dataset writes under images/ and masks/ (and nothing else does)
+_OWN_FILE = {"images": re.compile(r"\d{6}\.jpg"), "masks": re.compile(r"\d{6}_\d+_\d+_\d+\.png")}
+
+
+def _existing_outputs(out: Path) -> set[Path]:
+    """The images and masks of an earlier run in ``out``; raises :class:`InputError` when
+    ``images/`` or ``masks/`` holds anything this generator does not write (someone else's data,
+    which a run must neither mix with its own nor delete)."""
+    found: set[Path] = set()
+    for sub, pattern in _OWN_FILE.items():
+        folder = out / sub
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if not (pattern.fullmatch(p.name) and p.is_file()):
+                raise InputError(
+                    f"{folder} holds {p.name!r}, which sceneparser synth does not write: choose an empty or "
+                    "new output folder (a folder of an earlier synth run is fine: its files are replaced)"
+                )
+            found.add(p)
+    return found
+
+
 def _write_plain(path: Path, data: bytes) -> None:
     # images and masks are plain writes: the dataset only becomes visible when the JSONL files
     # are renamed into place at the end (sceneparser.io), so a half-written image is never referenced
@@ -503,6 +530,11 @@ def generate_dataset(
     ``out_dir/images/NNNNNN.jpg`` and ``out_dir/masks/*.png``. The last
     ``round(num_images * val_fraction)`` images form the validation split. The result is
     identical for the same arguments whatever ``workers`` is.
+
+    ``out_dir`` may hold an earlier synth run: its images and masks that this run does not write
+    are removed once the new JSONL files are in place, so the folder is exactly this dataset.
+    ``images/`` or ``masks/`` holding any other file is refused (:class:`InputError`) before
+    anything is written. Other files in ``out_dir`` are left alone.
     """
     if num_images < 0:
         raise ValueError("num_images must be >= 0")
@@ -512,6 +544,7 @@ def generate_dataset(
     if w < 32 or h < 32:
         raise ValueError(f"image_size must be at least 32x32, got {w}x{h}")
     out = Path(out_dir)
+    earlier = _existing_outputs(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     num_val = int(round(num_images * val_fraction))
@@ -523,13 +556,16 @@ def generate_dataset(
     paths = {"train": out / "train.jsonl", "val": out / "val.jsonl"}
 
     pool = None
+    written: set[Path] = set()
     # both JSONL files are renamed into place (sceneparser.io) only after every image is written;
     # an exception leaves the previous files, if any, untouched
     with contextlib.ExitStack() as jsonl_files:
         fhs = {k: jsonl_files.enter_context(atomic_open(p, "w", fsync=False)) for k, p in paths.items()}
         try:
             if workers > 1 and num_images > 1:
-                pool = mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers)
+                # workers end with this process even when it is killed (sceneparser.data.workers)
+                pool = mp.get_context("spawn" if os.name == "nt" else "fork").Pool(
+                    workers, initializer=die_with_parent, initargs=(os.getpid(),))
                 results = pool.imap(_render_and_encode, jobs, chunksize=8)
             else:
                 results = map(_render_and_encode, jobs)
@@ -540,8 +576,10 @@ def generate_dataset(
             for i, (jpeg, objects, masks) in enumerate(results):
                 rel = f"images/{i:06d}.jpg"
                 _write_plain(out / rel, jpeg)
+                written.add(out / rel)
                 for mpath, data in masks.items():
                     _write_plain(out / mpath, data)
+                    written.add(out / mpath)
                 num_masks += len(masks)
                 num_objects += len(objects)
                 for o in objects:
@@ -552,6 +590,11 @@ def generate_dataset(
             if pool is not None:
                 pool.close()
                 pool.join()
+    # the new JSONL files are in place: what the earlier run wrote and this one did not is no
+    # longer referenced by anything
+    stale = earlier - written
+    for p in stale:
+        p.unlink(missing_ok=True)
     return SynthSummary(
         out_dir=out,
         train_path=paths["train"],
@@ -563,6 +606,7 @@ def generate_dataset(
         image_size=(w, h),
         seed=seed,
         class_counts=counts,
+        removed_files=len(stale),
     )
 
 

@@ -132,3 +132,26 @@ def test_cli_synth(tmp_path, capsys):
     assert (info["num_train"], info["num_val"], info["image_size"]) == (3, 1, [64, 48])
     assert len(_read(tmp_path / "s" / "train.jsonl")) == 3
     assert cli_main(["synth", "--out", str(tmp_path / "t"), "--num-images", "2", "--val-fraction", "2"]) == 2
+
+
+def test_rerun_into_a_larger_runs_folder_leaves_exactly_the_new_dataset(tmp_path):
+    big = synth.generate_dataset(tmp_path / "d", 8, seed=3, image_size=(64, 48), val_fraction=0.25)
+    assert big.removed_files == 0
+    small = synth.generate_dataset(tmp_path / "d", 3, seed=4, image_size=(64, 48), val_fraction=0.0)
+    synth.generate_dataset(tmp_path / "fresh", 3, seed=4, image_size=(64, 48), val_fraction=0.0)
+    assert _digest(tmp_path / "d") == _digest(tmp_path / "fresh")  # no image or mask of the old run left
+    assert small.removed_files > 0
+    (tmp_path / "d" / "notes.txt").write_text("mine")  # files beside the dataset are not the run's business
+    synth.generate_dataset(tmp_path / "d", 2, seed=4, image_size=(64, 48), val_fraction=0.0)
+    assert (tmp_path / "d" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (tmp_path / "d" / "images").iterdir()) == ["000000.jpg", "000001.jpg"]
+
+
+def test_folder_with_foreign_images_is_refused_before_writing(tmp_path, capsys):
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "images" / "holiday.jpg").write_bytes(b"not ours")
+    before = sorted(p.name for p in (tmp_path / "d").rglob("*"))
+    rc = cli_main(["synth", "--out", str(tmp_path / "d"), "--num-images", "2", "--image-size", "64x48", "--no-progress"])
+    assert rc == 2 and "holiday.jpg" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "d").rglob("*")) == before
+    assert (tmp_path / "d" / "images" / "holiday.jpg").read_bytes() == b"not ours"
