@@ -1,6 +1,6 @@
 """Benchmark: ``sceneparser metrics`` end to end vs merely json-parsing the same answer file.
 
-    python benchmarks/bench_metrics.py [--images 5000] [--repeat 3] [--keep DIR] [--src DIR]
+    python benchmarks/bench_metrics.py [--images 5000] [--repeat 3] [--keep DIR] [--src DIR] [--workers N]
 
 Writes a synthetic answer file in the reference answer schema (``images`` x 7 categories =
 35,000 samples by default; 1-5 GT objects per sample, 0-4 parts each, 0-3 affordances per part,
@@ -11,8 +11,10 @@ extra), then times, in one run and on the same machine:
       process: interpreter start, imports, reading, scoring, writing RESULT.json), and
   (b) a fresh process that only reads the file and ``json.loads`` every line (stdlib).
 
-It reports the best wall and CPU (user + sys) time of ``--repeat`` runs of each, the ratios
-(a)/(b) (target <= 1.2), and the peak resident memory of (a) (target <= 200 MB). The machine may be
+It reports the best wall and CPU (user + sys, the worker processes of (a) included) time of
+``--repeat`` runs of each, the ratios (a)/(b) (target <= 1.2), and the peak resident memory of
+(a) (target <= 200 MB; the largest single process: with ``--workers 2`` two such processes run
+at once). The machine may be
 shared: run it when it is quiet, repeat, and read the minima. Pass ``--keep DIR`` to keep (and, on
 later runs, reuse) the answer file, and ``--src DIR`` to time (a) with the ``sceneparser`` package
 found in DIR instead (an older checkout, for before/after numbers from one run). Not part of the
@@ -173,6 +175,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", default=None, help="directory to keep the answer file and results in")
     ap.add_argument("--src", default=None, help="time (a) with the sceneparser package found in this directory")
+    ap.add_argument("--workers", default=None, help="pass --workers N to (a) (default: the command's default)")
     args = ap.parse_args()
     env_a = None
     if args.src:
@@ -194,6 +197,8 @@ def main() -> int:
     cmd_a = [sys.executable, "-m", "sceneparser.cli", "metrics", "--data-path", str(answers),
              "--output-path", str(work / "eval_results_filtered.json"), "--ignore-pseudo-part",
              "--ignore-none-action", "--final-metrics-path", str(work / "final_metrics.json")]
+    if args.workers:
+        cmd_a += ["--workers", args.workers]
     cmd_b = [sys.executable, "-c", PARSE_ONLY, str(answers)]
     a_runs, b_runs = [], []
     for _ in range(args.repeat):  # interleaved, so both see the same machine load

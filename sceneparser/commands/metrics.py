@@ -21,6 +21,7 @@ from sceneparser import io
 from sceneparser.errors import InputError
 from sceneparser.evaluation import final as final_mod
 from sceneparser.evaluation import metrics
+from sceneparser.evaluation.metrics.chunks import available_cpus
 
 
 def add_arguments(parser) -> None:
@@ -53,6 +54,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--skip-invalid", dest="skip_invalid", action="store_true",
                         help="leave out unusable lines (not UTF-8, not JSON, malformed fields; counted and "
                         "reported by line number) instead of stopping at the first")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes that score a large file (default: 2 where 2 CPUs are available; "
+                        "1: one process). The result is the same to the bit")
 
 
 def _write_atomic(path: str | os.PathLike, text: str) -> None:
@@ -139,10 +143,14 @@ def run(args) -> int:
                 bar.update(lineno - state["last"])
                 state["last"] = lineno
 
+    workers = min(2, available_cpus()) if args.workers is None else args.workers
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
     try:
         stats: dict = {}
         result = metrics.evaluate_file(args.data_path, level=args.level, skip_invalid=args.skip_invalid,
-                                       on_skip=on_skip, progress=progress, stats=stats, **options)
+                                       on_skip=on_skip, progress=progress, stats=stats, workers=workers,
+                                       **options)
     finally:
         if bar is not None:
             bar.close()

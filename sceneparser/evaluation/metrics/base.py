@@ -99,6 +99,18 @@ class MetricBase:
         self._accumulate(G, P, json_ok)
         self.num_samples += 1
 
+    def merge(self, other: "MetricBase") -> None:
+        """Add the samples ``other`` (same class and options) has scored: the result is exactly
+        that of one metric fed both streams, in any order (every accumulator is a count)."""
+        if type(other) is not type(self):
+            raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        self.num_samples += other.num_samples
+        self.matcher.masks.merge(other.matcher.masks)
+        self._merge(other)
+
+    def _merge(self, other: "MetricBase") -> None:
+        raise NotImplementedError
+
     def mask_report(self) -> dict:
         """The GT affordances scored so far whose mask is missing or unreadable (their region
         falls back to the box): ``{"missing"|"unreadable": {"affordances", "files", "example"}}``."""

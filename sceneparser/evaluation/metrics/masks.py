@@ -89,6 +89,15 @@ class MaskReader:
             if state is not OK:
                 self._fallbacks[state] += 1
 
+    def merge(self, other: "MaskReader") -> None:
+        """Add the counts of a reader that saw other samples (see :meth:`MetricBase.merge`)."""
+        self._status.update(other._status)
+        for state, n in other._fallbacks.items():
+            self._fallbacks[state] += n
+
+    def __getstate__(self) -> dict:  # pickled without the cached masks
+        return dict(self.__dict__, _cache=OrderedDict())
+
     def report(self) -> dict:
         """GT affordances (and distinct files) whose mask is missing / unreadable, with an example each."""
         out = {}

@@ -1,7 +1,9 @@
 """Exact means with ``statistics.mean`` semantics, streamed.
 
 An exact rational sum and one correctly rounded division; the mean of ints is an int when it
-is whole. Values are counted (value -> occurrences), so nothing per sample is kept.
+is whole. Values are counted (value -> occurrences), so nothing per sample is kept, and two means of
+disjoint parts of the samples merge exactly (``merge``: the counts add up; the order of the
+samples never matters).
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ class FloatMean:
         c[v] = c.get(v, 0) + 1
         self.n += 1
 
+    def merge(self, other: "FloatMean") -> None:
+        c = self.counts
+        for v, k in other.counts.items():
+            c[v] = c.get(v, 0) + k
+        self.n += other.n
+
     def mean(self, empty=0.0):
         return _exact_mean(self.counts, self.n) if self.n else empty
 
@@ -76,6 +84,11 @@ class PairMean:
         key = (p, r)
         c = self.counts
         c[key] = c.get(key, 0) + 1
+
+    def merge(self, other: "PairMean") -> None:
+        c = self.counts
+        for key, k in other.counts.items():
+            c[key] = c.get(key, 0) + k
 
     def summary(self) -> dict:
         n = sum(self.counts.values())

@@ -50,6 +50,10 @@ class ObjectTotals:
         for name in self.__slots__:
             setattr(self, name, 0)
 
+    def merge(self, other: "ObjectTotals") -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 class ObjectLevelMetric(MetricBase):
     """Streaming ``sceneparser_hierarchical_metric.py`` (+ the filter wrapper when filters are on)."""
@@ -72,6 +76,12 @@ class ObjectLevelMetric(MetricBase):
 
     def result(self) -> dict:
         return object_result(self)
+
+    def _merge(self, other: "ObjectLevelMetric") -> None:
+        for name in ("obj05", "obj095", "part05", "part095", "aff", "hier", "json_ok", "totals"):
+            getattr(self, name).merge(getattr(other, name))
+        self.obj_patterns = [a + b for a, b in zip(self.obj_patterns, other.obj_patterns)]
+        self.pair_patterns = [a + b for a, b in zip(self.pair_patterns, other.pair_patterns)]
 
     # ------------------------------------------------------------------ one sample
     def _accumulate(self, G: list, P: list, json_ok: float) -> None:

@@ -38,6 +38,14 @@ class SceneLevelMetric(MetricBase):
     def result(self) -> dict:
         return scene_result(self)
 
+    def _merge(self, other: "SceneLevelMetric") -> None:
+        for name in ("obj", "part", "aff"):
+            for thr, mean in getattr(self, name).items():
+                mean.merge(getattr(other, name)[thr])
+        for name in ("rec_obj", "rec_part", "rec_aff", "exact"):
+            getattr(self, name).merge(getattr(other, name))
+        self.counts.update(other.counts)
+
     def _part_pairs(self, G: list, P: list, gi: int, pj: int, part_tables: dict, thr: float) -> list:
         gparts = G[gi][OBJ_PARTS]
         pparts = P[pj][OBJ_PARTS]
