@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("sceneparser.commands.eval", "run a model on a benchmark JSONL and score it (resumable)"),
     "metrics": ("sceneparser.commands.metrics", "score an answer.jsonl (L1/L2/L3 F1 and ParseRate)"),
     "coco": ("sceneparser.commands.coco", "COCO box AP for objects and parts (pycocotools) of an answer.jsonl or parse output"),
+    "report": ("sceneparser.commands.report", "an HTML report that explains an eval folder (tables, errors, gallery)"),
     "export": ("sceneparser.commands.export", "write ground truth and predictions as COCO JSON"),
     "convert": ("sceneparser.commands.convert", "convert benchmark JSONL into the training TSV layout"),
     "synth": ("sceneparser.commands.synth", "generate a synthetic dataset in the benchmark format"),
