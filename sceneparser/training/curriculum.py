@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sceneparser.errors import InputError
 from sceneparser.training.config import TrainingConfig
-from sceneparser.training.stage import train_stage
+from sceneparser.training.stage import check_stage_settings, train_stage
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def run_curriculum(
         raise InputError("--curriculum resumes per stage: --resume must be auto or none")
     for n in numbers:
         sc = cfg.for_stage(n)
+        check_stage_settings(sc, where=f"stage {n}")  # every stage's options, before stage 1 loads a model
         if sc.lora.enabled and sc.lora.save == "adapter" and n != numbers[-1]:
             raise InputError(
                 "a stage saved as a LoRA adapter cannot start the next stage: set lora.save=merged for the curriculum"

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sceneparser.training.zero import consolidated_state_dict, full_shape, is_partitioned
+
 
 def find_vision_modules(model: nn.Module) -> tuple[nn.Module | None, nn.Module | None]:
     """``(vision_tower, merger)`` of a Qwen2.5-VL model (also inside a peft wrapper)."""
@@ -74,7 +76,7 @@ def apply_freezing(model: nn.Module, *, tune_vision: bool, tune_merger: bool, tu
     for part, params in parameter_parts(model).items():
         for _, p in params:
             p.requires_grad_(flags[part])
-        counts[part] = sum(p.numel() for _, p in params if p.requires_grad)
+        counts[part] = sum(_numel(p) for _, p in params if p.requires_grad)
     return counts
 
 
@@ -111,28 +113,47 @@ def trainable_summary(model: nn.Module) -> dict[str, Any]:
     parts = parameter_parts(model)
     return {
         part: {
-            "params": sum(p.numel() for _, p in params),
-            "trainable": sum(p.numel() for _, p in params if p.requires_grad),
+            "params": sum(_numel(p) for _, p in params),
+            "trainable": sum(_numel(p) for _, p in params if p.requires_grad),
         }
         for part, params in parts.items()
     }
 
 
+def _numel(p: nn.Parameter) -> int:
+    """Elements of the whole parameter (a ZeRO-3 partitioned one holds only its slice)."""
+    return int(getattr(p, "ds_numel", None) or p.numel())
+
+
 def model_signature(model: nn.Module) -> str:
-    """A hash of every parameter's name, shape and trainability (what a checkpoint must match)."""
+    """A hash of every parameter's name, shape and trainability (what a checkpoint must match).
+
+    The shape is the whole parameter's, so a ZeRO-3 partitioned model and the same model built
+    whole have one signature.
+    """
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-        h.update(f"{name}|{tuple(p.shape)}|{int(p.requires_grad)}\n".encode())
+        h.update(f"{name}|{full_shape(p)}|{int(p.requires_grad)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def state_checksum(state: dict[str, torch.Tensor]) -> str:
+    """A hash of a state dict's names and values (as fp32), in name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(state.items(), key=lambda kv: kv[0]):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
 def parameter_checksum(model: nn.Module) -> str:
-    """A hash of the parameter values (to compare ranks and saved models)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items(), key=lambda kv: kv[0]):
-        h.update(name.encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    """A hash of the parameter values (to compare ranks and saved models).
+
+    A ZeRO-3 partitioned model is hashed over its gathered parameters (collective: every rank
+    must call it then), never over the local slices.
+    """
+    state = consolidated_state_dict(model) if is_partitioned(model) else model.state_dict()
+    return state_checksum(state)
 
 
 __all__ = [
@@ -143,5 +164,6 @@ __all__ = [
     "parameter_checksum",
     "parameter_groups",
     "parameter_parts",
+    "state_checksum",
     "trainable_summary",
 ]

@@ -27,6 +27,7 @@ nccl on GPU) with an optional DeepSpeed ZeRO-2 / ZeRO-3 config.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import hashlib
@@ -34,6 +35,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,16 +65,26 @@ from sceneparser.training.collator import SceneParserCollator
 from sceneparser.training.config import TrainingConfig, deepspeed_config_path
 from sceneparser.training.dataset import SceneParserTrainDataset, build_dataset
 from sceneparser.training.grounding import TokenClassHead
-from sceneparser.training.lora import apply_lora, lora_summary, save_lora_adapter
+from sceneparser.training.lora import apply_lora, lora_summary, merged_lora_state, save_lora_adapter
 from sceneparser.training.params import (
     apply_freezing,
     model_signature,
-    parameter_checksum,
     parameter_groups,
+    state_checksum,
     trainable_summary,
 )
-from sceneparser.training.saving import TRAINING_CONFIG_FILE, save_processor_parts
+from sceneparser.training.saving import TRAINING_CONFIG_FILE
 from sceneparser.training.trainer import SceneParserTrainer
+from sceneparser.training.zero import (
+    DeepSpeedPlan,
+    check_deepspeed_settings,
+    consolidated_state_dict,
+    partition,
+    read_deepspeed_config,
+    release_deepspeed_state,
+    zero3_suspended,
+    zero_stage_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +114,11 @@ class StageResult:
 
 
 # --------------------------------------------------------------------------- environment
+
+
+def quiet_distributed_warnings() -> None:
+    """Silence the per-step deprecation warnings of DeepSpeed's collectives (once per process is enough)."""
+    warnings.filterwarnings("ignore", message=r".*torch\.distributed\.\w+` is deprecated", category=FutureWarning)
 
 
 def dist_info() -> tuple[int, int, int]:
@@ -301,23 +318,46 @@ def completed_result(output_dir: Path, source: str, stage: int | None) -> StageR
     )
 
 
-def prepare_model(cfg: TrainingConfig, source: str):
-    """Step 1: ``(model, processor)`` from ``source`` with the config's pixel range; aux-loss options checked."""
-    model, processor = load_initial_model(cfg, source)
-    apply_pixel_limits(processor, cfg.data.min_pixels, cfg.data.max_pixels)
-    if AuxLosses.of(cfg).token_classes and cfg.runtime.deepspeed:
+def check_stage_settings(cfg: TrainingConfig, where: str = "") -> DeepSpeedPlan | None:
+    """Refuse options that cannot work together, before any model is loaded; the DeepSpeed plan (or None).
+
+    The curriculum calls it for every stage before stage 1 starts.
+    """
+    plan = None
+    if cfg.runtime.deepspeed:
+        plan = read_deepspeed_config(deepspeed_config_path(cfg.runtime.deepspeed))
+    attention = cfg.train.attention_supervision_weight > 0
+    if attention and cfg.model.attn_implementation != "eager":
+        at = f" ({where})" if where else ""
         raise InputError(
-            "train.token_class_loss_weight / token_box_loss_weight need the plain Trainer (the auxiliary head "
-            "lives outside the model); they are not supported with DeepSpeed"
+            f"train.attention_supervision_weight needs the attention probabilities: set "
+            f"model.attn_implementation=eager{at}"
         )
-    if cfg.train.attention_supervision_weight > 0:
-        if cfg.model.attn_implementation != "eager":
-            raise InputError(
-                "train.attention_supervision_weight needs the attention probabilities: set "
-                "model.attn_implementation=eager"
-            )
-        if cfg.runtime.deepspeed:
-            raise InputError("train.attention_supervision_weight is not supported with DeepSpeed")
+    check_deepspeed_settings(plan, aux_losses=AuxLosses.of(cfg).token_classes, attention_supervision=attention,
+                             where=where)
+    return plan
+
+
+def prepare_model(cfg: TrainingConfig, source: str, args=None):
+    """Step 1: ``(model, processor)`` from ``source`` with the config's pixel range.
+
+    Call it after :func:`training_arguments` (``args``): under ZeRO-3 the model is then built
+    partitioned, whatever it starts from (transformers partitions a loaded model by itself; the
+    tiny model is partitioned right after it is built).
+    """
+    check_stage_settings(cfg)
+    ds_config = getattr(args, "hf_deepspeed_config", None) if args is not None else None
+    zero3 = ds_config is not None and ds_config.is_zero3()
+    if zero3:
+        _ = args.device  # sets up torch.distributed: the partitions need the world size
+    if zero3 and source == "tiny":
+        # built whole from its seed (the same weights as without DeepSpeed), then partitioned
+        with zero3_suspended(ds_config):
+            model, processor = load_initial_model(cfg, source)
+        model = partition(model, ds_config.config)
+    else:
+        model, processor = load_initial_model(cfg, source)
+    apply_pixel_limits(processor, cfg.data.min_pixels, cfg.data.max_pixels)
     return model, processor
 
 
@@ -358,12 +398,13 @@ def prepare_trainable(cfg: TrainingConfig, model, dataset: SceneParserTrainDatas
 
 def build_trainer(
     cfg: TrainingConfig, model, processor, dataset: SceneParserTrainDataset, output_dir: Path, *,
-    on_cpu: bool, signature: str, source: str, stage: int | None,
+    on_cpu: bool, signature: str, source: str, stage: int | None, args=None,
 ) -> StageRun:
-    """Step 4: training arguments, callbacks, the auxiliary head (if any) and the Trainer."""
+    """Step 4: training arguments (unless given), callbacks, the auxiliary head (if any) and the Trainer."""
     t = cfg.train
     aux = AuxLosses.of(cfg)
-    args = training_arguments(cfg, output_dir, on_cpu)
+    if args is None:
+        args = training_arguments(cfg, output_dir, on_cpu)
     history = LossHistoryCallback()
     info = {"init": source, "stage": stage, "lora": cfg.lora.enabled, "config": cfg.name}
     callbacks = [
@@ -417,18 +458,29 @@ def save_outputs(
     cfg: TrainingConfig, run: StageRun, processor, dataset: SceneParserTrainDataset, *,
     data_dir: Path, output_dir: Path, source: str, stage: int | None,
 ) -> dict[str, Any]:
-    """Step 6: the model directory (rank 0), this process's rank report; returns this process's stats."""
+    """Step 6: the model directory (rank 0), this process's rank report; returns this process's stats.
+
+    Every rank assembles the whole fp32 weights (:func:`~sceneparser.training.zero.consolidated_state_dict`:
+    DeepSpeed's fp32 master copy, gathered from ZeRO-3 partitions), merges LoRA into them if asked,
+    and hashes what is saved; rank 0 writes it.
+    """
     trainer = run.trainer
     rank, _local_rank, world_size = dist_info()
     stats = trainer.sp_stats.to_dict()
     stats["dataset_skips_this_process"] = dict(dataset.skip_counts)
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     _set_use_cache(unwrapped, True)
-    checksum = parameter_checksum(unwrapped)
+    state = consolidated_state_dict(unwrapped)
+    saved = merged_lora_state(unwrapped, state) if cfg.lora.enabled else state
+    checksum = state_checksum(saved)
     record = _training_record(
         cfg, run, dataset, stats, checksum, data_dir=data_dir, source=source, stage=stage, world_size=world_size
     )
-    _save_model(cfg, trainer, unwrapped, processor, output_dir, record)
+    record["zero_stage"] = zero_stage_of(trainer)
+    if trainer.is_world_process_zero():
+        with zero3_suspended(getattr(run.args, "hf_deepspeed_config", None)):  # rank 0 alone builds the copy
+            _save_model(cfg, unwrapped, processor, output_dir, record, state=state, saved=saved)
+    del state, saved
     report = {
         "rank": rank,
         "world_size": world_size,
@@ -474,22 +526,33 @@ def _training_record(
     }
 
 
-def _save_model(cfg: TrainingConfig, trainer, unwrapped, processor, output_dir: Path, record: dict[str, Any]) -> None:
-    """Weights (merged, adapter, or gathered from ZeRO-3 partitions), processor, record and config."""
-    zero3 = trainer.is_deepspeed_enabled and _zero_stage(cfg) == 3
-    if zero3 and not cfg.lora.enabled:
-        # partitioned weights: the Trainer gathers them (every rank takes part) and rank 0 writes
-        trainer.save_model(str(output_dir))
-    if not trainer.is_world_process_zero():
-        return
+def _save_model(cfg: TrainingConfig, unwrapped, processor, output_dir: Path, record: dict[str, Any], *,
+                state: dict[str, Any], saved: dict[str, Any]) -> None:
+    """Rank 0: weights (whole model, LoRA merged, or adapter), processor, record and config.
+
+    ``state`` is the trained (wrapped) model's whole fp32 state dict, ``saved`` the model directory's
+    (LoRA merged in); the model written is a fresh unpartitioned copy holding ``saved``.
+    """
     if cfg.lora.enabled and cfg.lora.save == "adapter":
-        save_lora_adapter(unwrapped, processor, output_dir, extra={"training": record})
-    elif zero3 and not cfg.lora.enabled:
-        save_processor_parts(processor, output_dir, extra={"training": record})
+        save_lora_adapter(unwrapped, processor, output_dir, extra={"training": record}, state_dict=state)
     else:
-        to_save = unwrapped.merge_and_unload() if cfg.lora.enabled else unwrapped
-        save_model_dir(to_save, processor, output_dir, extra={"training": record})
+        base = unwrapped.get_base_model() if cfg.lora.enabled else unwrapped
+        save_model_dir(_whole_copy(base, saved), processor, output_dir, extra={"training": record})
     (output_dir / TRAINING_CONFIG_FILE).write_text(cfg.to_yaml(), encoding="utf-8")
+
+
+def _whole_copy(model, state: dict[str, Any]):
+    """A new model of ``model``'s class and config holding ``state`` (fp32, strict: every key must fit)."""
+    config = copy.deepcopy(model.config)
+    config.dtype = torch.float32
+    with torch.device("meta"):
+        fresh = type(model)(config)
+    try:
+        fresh.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:  # a bug of ours, never bad input: name the keys
+        raise RuntimeError(f"the trained weights do not fit a fresh {type(model).__name__}: {exc}") from None
+    fresh.tie_weights()
+    return fresh
 
 
 # --------------------------------------------------------------------------- the stage
@@ -510,6 +573,7 @@ def train_stage(
     data_dir = Path(data_dir)
     source = init or cfg.model.init
     _check_output_dir(source, output_dir)
+    check_stage_settings(cfg, where=f"stage {stage}" if stage is not None else "")
     if resume != "none" and stage_is_complete(output_dir):
         return completed_result(output_dir, source, stage)
     if not data_dir.exists():
@@ -517,16 +581,23 @@ def train_stage(
 
     on_cpu = _wants_cpu(cfg)
     _configure_threads(cfg, on_cpu)
-    model, processor = prepare_model(cfg, source)
-    dataset = build_data(cfg, data_dir, processor)
-    model, signature = prepare_trainable(cfg, model, dataset)
-    run = build_trainer(
-        cfg, model, processor, dataset, output_dir, on_cpu=on_cpu, signature=signature, source=source, stage=stage
-    )
-    run_training(run, model, dataset, output_dir, resume=resume, source=source, stage=stage)
-    stats = save_outputs(
-        cfg, run, processor, dataset, data_dir=data_dir, output_dir=output_dir, source=source, stage=stage
-    )
+    quiet_distributed_warnings()
+    try:
+        # the arguments first: with ZeRO-3 they make transformers build the model partitioned
+        args = training_arguments(cfg, output_dir, on_cpu)
+        model, processor = prepare_model(cfg, source, args)
+        dataset = build_data(cfg, data_dir, processor)
+        model, signature = prepare_trainable(cfg, model, dataset)
+        run = build_trainer(
+            cfg, model, processor, dataset, output_dir, on_cpu=on_cpu, signature=signature, source=source,
+            stage=stage, args=args,
+        )
+        run_training(run, model, dataset, output_dir, resume=resume, source=source, stage=stage)
+        stats = save_outputs(
+            cfg, run, processor, dataset, data_dir=data_dir, output_dir=output_dir, source=source, stage=stage
+        )
+    finally:
+        release_deepspeed_state()  # the next stage (or a rerun in this process) starts without it
     result = StageResult(
         stage=stage,
         output_dir=output_dir,
@@ -543,22 +614,13 @@ def train_stage(
     return result
 
 
-def _zero_stage(cfg: TrainingConfig) -> int:
-    if not cfg.runtime.deepspeed:
-        return 0
-    try:
-        data = json.loads(deepspeed_config_path(cfg.runtime.deepspeed).read_text(encoding="utf-8"))
-        return int((data.get("zero_optimization") or {}).get("stage", 0))
-    except (OSError, ValueError, TypeError):
-        return 0
-
-
 __all__ = [
     "RANK_REPORTS",
     "StageResult",
     "apply_pixel_limits",
     "build_data",
     "build_trainer",
+    "check_stage_settings",
     "dist_info",
     "load_initial_model",
     "prepare_model",

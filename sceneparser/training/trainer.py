@@ -226,7 +226,21 @@ class SceneParserTrainer(Trainer):
         loss = loss + weight * aux
         return (loss, outputs) if return_outputs else loss
 
+    def _get_learning_rate(self):
+        """The language model's learning rate (the stock Trainer logs the first group's: the vision tower's)."""
+        optimizer = self.optimizer
+        groups = getattr(optimizer, "param_groups", None) or []
+        for g in groups:
+            if str(g.get("name", "")).startswith("llm"):
+                return g["lr"]
+        return super()._get_learning_rate()
+
     def log(self, logs, *args, **kwargs):
+        if "learning_rate" in logs and self.optimizer is not None:
+            for g in getattr(self.optimizer, "param_groups", None) or []:
+                part = str(g.get("name", "")).split(".")[0]
+                if part in ("vision", "merger") and f"learning_rate_{part}" not in logs:
+                    logs[f"learning_rate_{part}"] = g["lr"]
         if self._attention_losses and "loss" in logs:
             logs["attention_loss"] = round(sum(self._attention_losses) / len(self._attention_losses), 4)
             self._attention_losses.clear()
