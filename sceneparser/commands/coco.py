@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from sceneparser.commands.export import add_source_arguments, build_from_args, print_summary, write_coco
-from sceneparser.evaluation.coco import evaluate, format_table
+from sceneparser.evaluation.coco import evaluate, format_table, scoring_copy
 from sceneparser.io import write_json
 
 METRICS_FILE = "coco_metrics.json"
@@ -28,11 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     builder = build_from_args(args)
-    metrics = evaluate(builder.ground_truth(), builder.results(), args.iou_type)
     summary = builder.summary()
-    report = {"metrics": metrics, "summary": summary, "iou_type": args.iou_type, "scorer": "pycocotools COCOeval"}
     if args.out:
         write_coco(builder, args.out)
+    gt, results = scoring_copy(builder.ground_truth(), builder.results())
+    del builder  # the full export (affordances and all) is not needed to score
+    metrics = evaluate(gt, results, args.iou_type, copy=False)
+    report = {"metrics": metrics, "summary": summary, "iou_type": args.iou_type, "scorer": "pycocotools COCOeval"}
+    if args.out:
         write_json(Path(args.out) / METRICS_FILE, report)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))

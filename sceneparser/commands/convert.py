@@ -1,4 +1,8 @@
-"""``sceneparser convert``: benchmark JSONL -> training TSV (images.tsv, annotations.tsv, lineidx)."""
+"""``sceneparser convert``: benchmark JSONL -> training TSV (images.tsv, annotations.tsv, lineidx).
+
+``--from coco|paco`` first imports a COCO / PACO file (:mod:`sceneparser.data.importers`) into
+``OUT/records.jsonl`` (and what it left out, with reasons, into ``OUT/import_skipped.jsonl``).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,20 @@ import os
 import sys
 
 from sceneparser.data.convert import convert_jsonl
+from sceneparser.data.importers import import_coco, load_category_map, write_import
 from sceneparser.errors import InputError
 from sceneparser.images import DEFAULT_MAX_IMAGE_PIXELS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json-file", required=True, help="benchmark JSONL (one record per line)")
+    parser.add_argument("--json-file", required=True,
+                        help="benchmark JSONL (one record per line), or with --from a COCO / PACO JSON file")
+    parser.add_argument("--from", dest="source_format", choices=("jsonl", "coco", "paco"), default="jsonl",
+                        help="input format: benchmark JSONL (default), COCO detection (objects) or PACO (objects and parts)")
+    parser.add_argument("--categories", default=None, metavar="MAP.json",
+                        help='with --from: rename categories, {"name in the file": "new name" or null to drop}')
+    parser.add_argument("--import-only", action="store_true",
+                        help="with --from: only write OUT/records.jsonl, no TSV")
     parser.add_argument("--out-dir", required=True, help="output directory for the three TSV files")
     parser.add_argument("--image-root", default=None,
                         help="directory that relative image_path values resolve against (default: current directory)")
@@ -60,8 +72,19 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--workers must be >= 1")
     if args.image_root is not None and not os.path.isdir(args.image_root):
         raise InputError(f"--image-root is not a directory: {args.image_root}")
+    json_file = args.json_file
+    if args.source_format != "jsonl":
+        report = import_coco(args.json_file, args.source_format, categories=load_category_map(args.categories),
+                             image_root=args.image_root, check_images=True)
+        json_file = os.path.join(args.out_dir, "records.jsonl")
+        write_import(report, json_file, os.path.join(args.out_dir, "import_skipped.jsonl"))
+        print(report.summary(), file=sys.stderr)
+        if args.import_only:
+            return 0
+    elif args.categories or args.import_only:
+        raise InputError("--categories and --import-only need --from coco or --from paco")
     summary = convert_jsonl(
-        args.json_file, args.out_dir, image_root=args.image_root, workers=args.workers,
+        json_file, args.out_dir, image_root=args.image_root, workers=args.workers,
         reencode_jpeg_quality=args.reencode_jpeg_quality, verify_images=args.verify_images,
         keep_pseudo_flag=args.keep_pseudo_flag, validate=args.validate, progress=not args.no_progress,
         max_image_pixels=args.max_image_pixels,

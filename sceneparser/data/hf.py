@@ -18,7 +18,7 @@ bit. The TSV stays the reference layout; Parquet is for the ``datasets`` ecosyst
   reads them with ``load_dataset("parquet", data_files=...)``), small row groups for random access;
 * :func:`load_parquet` -- the shards as a ``datasets.Dataset``, or an ``IterableDataset`` with
   ``streaming=True``; :func:`iter_rows` walks either as TSV-like rows;
-* :class:`ParquetReader` -- what the trainer reads (``data.train_tsv`` may name a Parquet folder):
+* :class:`ParquetReader` -- what the trainer reads (``sceneparser train --data`` may name a Parquet folder):
   ``len`` and ``read(i)`` like :class:`~sceneparser.data.tsv.TSVReader`, one row group read from
   disk at a time, so the data set never has to fit in memory;
 * :class:`DatasetReader` -- the same over any ``datasets.Dataset`` with these columns.

@@ -56,6 +56,7 @@ __all__ = [
     "iter_answer_rows",
     "read_parse_output",
     "samples_from_answers",
+    "scoring_copy",
     "samples_from_parse_output",
 ]
 
@@ -420,30 +421,56 @@ def load_coco(ground_truth: dict):
     return gt
 
 
-def evaluate(ground_truth: dict, results: list[dict], iou_type: str = "bbox") -> dict:
-    """COCO AP / AR for the object categories and for the part categories, through pycocotools.
+_GT_KEYS = ("id", "image_id", "category_id", "bbox", "area", "iscrowd")
+_NO_SEGMENTATION: list = []  # shared and never written: keeps COCO.loadRes from making a polygon per box
 
-    Returns ``{"object": {...}, "part": {...}}``: ``stats`` (``COCOeval.stats``, -1 where COCO has
-    no ground truth for a number), the same by name (:data:`STAT_NAMES`, ``None`` for -1),
-    ``categories`` and ``ground_truth`` counts. A level without ground truth is ``None``.
-    """
-    if iou_type != "bbox":
-        raise InputError(f"--iou-type {iou_type}: only 'bbox' is supported (the answers hold boxes, not masks)")
-    COCO, COCOeval = _coco_classes()
-    # COCOeval writes an "ignore" flag into every ground-truth annotation: score copies
-    gt = load_coco(dict(ground_truth, annotations=[dict(a) for a in ground_truth["annotations"]]))
+
+def scoring_copy(ground_truth: dict, results: list[dict]) -> tuple[dict, list[dict]]:
+    """Slim copies with only what ``COCOeval`` reads (so the full export can be freed before
+    scoring; ``COCOeval`` also writes into the ground-truth annotations)."""
+    gt = {"images": ground_truth["images"], "categories": ground_truth["categories"],
+          "annotations": [{k: a[k] for k in _GT_KEYS} for a in ground_truth["annotations"]]}
+    dets = [{"image_id": r["image_id"], "category_id": r["category_id"], "bbox": r["bbox"], "score": r["score"],
+             "segmentation": _NO_SEGMENTATION} for r in results]
+    return gt, dets
+
+
+def _level_coco(ground_truth: dict, results: list[dict], cat_ids: set):
+    """pycocotools ``COCO`` objects for the ground truth and results of ``cat_ids`` only."""
+    COCO, _ = _coco_classes()
+    anns = [a for a in ground_truth["annotations"] if a["category_id"] in cat_ids]
+    gt = load_coco({"images": ground_truth["images"], "categories": ground_truth["categories"], "annotations": anns})
+    dets = [r for r in results if r["category_id"] in cat_ids]
     with contextlib.redirect_stdout(io.StringIO()):
-        if results:
-            dt = gt.loadRes([dict(r) for r in results])  # loadRes adds fields: keep the caller's dicts
-        else:
+        if dets:
+            dt = gt.loadRes(dets)
+        else:  # loadRes cannot take an empty list
             dt = COCO()
             dt.dataset = {"images": list(ground_truth["images"]), "categories": list(ground_truth["categories"]),
                           "annotations": []}
             dt.createIndex()
+    return gt, dt, len(anns)
+
+
+def evaluate(ground_truth: dict, results: list[dict], iou_type: str = "bbox", *, copy: bool = True) -> dict:
+    """COCO AP / AR for the object categories and for the part categories, through pycocotools.
+
+    Returns ``{"object": {...}, "part": {...}}``: ``stats`` (``COCOeval.stats``, -1 where COCO has
+    no ground truth for a number), the same by name (:data:`STAT_NAMES`, ``None`` for -1),
+    ``categories`` and ``ground_truth`` counts. A level without ground truth is ``None``. Each
+    level is scored on its own categories (``params.catIds``), exactly as ``COCOeval`` over all
+    of them with ``params.catIds`` set to that level's ids. ``copy=False`` scores the given dicts
+    themselves (pycocotools adds fields to them): pass :func:`scoring_copy`'s.
+    """
+    if iou_type != "bbox":
+        raise InputError(f"--iou-type {iou_type}: only 'bbox' is supported (the answers hold boxes, not masks)")
+    _, COCOeval = _coco_classes()
+    if copy:
+        ground_truth, results = scoring_copy(ground_truth, results)
     out: dict[str, Any] = {}
     for level in LEVELS:
         cat_ids = [c["id"] for c in ground_truth["categories"] if c.get("level", "object") == level]
-        n_gt = sum(1 for a in ground_truth["annotations"] if a["category_id"] in set(cat_ids))
+        gt, dt, n_gt = _level_coco(ground_truth, results, set(cat_ids))
         if not n_gt:
             out[level] = None
             continue
@@ -454,6 +481,7 @@ def evaluate(ground_truth: dict, results: list[dict], iou_type: str = "bbox") ->
             ev.accumulate()
             ev.summarize()
         stats = [float(s) for s in ev.stats]
+        del ev, gt, dt
         out[level] = {
             **{name: (None if s < 0 else s) for name, s in zip(STAT_NAMES, stats)},
             "stats": stats,
