@@ -61,7 +61,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--parse-mode", choices=("reference", "repair"), default="reference", help="output parser (default reference)"
     )
     parser.add_argument("--exif-transpose", action="store_true", help="apply EXIF orientation (the reference does not)")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (1 is fastest on a busy machine)")
+    parser.add_argument(
+        "--threads", type=int, metavar="N", default=None,
+        help="torch CPU threads (0: torch's default, one per core). Default: 1 with the shipped default model, "
+             "measured with benchmarks/bench_threads.py (scene prompt on examples/scene.jpg, 2 shared cores, "
+             "median of 5 parses: 1 thread 0.6 s vs 2 threads 14 s beside other users' work, 1.4 s vs 45 s with "
+             "every core busy; 2 threads won by 10%% only at the quietest moment): its layers are too small to "
+             "share, and a thread waiting on a busy core stalls the others. With --model: one per core, as "
+             "torch does (a large model gains from idle cores; pass --threads 1 on a busy machine)",
+    )
     parser.add_argument("--tree", action="store_true", help="print each result as a tree instead of JSON")
     parser.add_argument("--raw", action="store_true", help="include the raw model text in printed JSON")
 
@@ -91,11 +99,21 @@ def _viz_targets(viz: str, names: list[str]) -> dict[str, Path]:
     return out
 
 
+def _threads(args: argparse.Namespace) -> int | None:
+    """The torch thread count to set (None: leave torch's default); see the --threads help."""
+    if args.threads is not None:
+        if args.threads < 0:
+            raise InputError("--threads must be >= 0 (0: torch's default)")
+        return args.threads or None
+    return 1 if args.model is None else None
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
+    threads = _threads(args)
+    if threads and args.backend == "hf":  # the openai backend runs no model here (and may lack torch)
         import torch
 
-        torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(threads)
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
     if args.out and Path(args.out).suffix.lower() not in (".json", ".jsonl"):
