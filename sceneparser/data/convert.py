@@ -41,8 +41,11 @@ Damage found this way is a *warning* (``warnings.jsonl``, "corrupt JPEG data" / 
 data"), not a skip: the cheap check cannot tell whether a decoder recovers. With
 ``verify_images=True`` the full decode decides (a refused image is skipped).
 
-Duplicate records (the same stored image bytes and the same annotation) are reported in
-``warnings.jsonl`` ("duplicate record ... as line N") and kept.
+Duplicate records (the same image file, however its path is spelled, and the same annotation)
+are reported in ``warnings.jsonl`` ("duplicate record ... as line N") and kept. The image is
+identified by its normalised path, not its bytes: hashing every image cost more CPU than the
+base64 encoding (+30% of the conversion's CPU time in ``benchmarks/bench_convert.py``), and the
+duplicates seen in practice are the same line twice (e.g. concatenated JSONL files).
 """
 
 from __future__ import annotations
@@ -305,7 +308,7 @@ class _Options:
 def _process(line: int, raw: bytes, opt: _Options) -> tuple:
     """-> ("ok", line, b64, ann_json, warnings, digest) | ("skip", line, image_path, problems).
 
-    ``digest``: a hash of the stored image bytes and the annotation (finds duplicate records)."""
+    ``digest``: a hash of the image's normalised path and the annotation (finds duplicate records)."""
     obj, problems = decode_line(raw, line)
     if obj is None:
         return ("skip", line, None, [p.to_dict() for p in problems])
@@ -359,9 +362,8 @@ def _process(line: int, raw: bytes, opt: _Options) -> tuple:
     except (TypeError, ValueError) as exc:
         return ("skip", line, image_path, [Problem(line, "objects", f"annotation cannot be serialised: {exc}").to_dict()])
     warns = [p.to_dict() for p in extra + problems] if (extra or problems) else []
-    digest = hashlib.blake2b(data, digest_size=16)
-    digest.update(b"\0" + ann_json)
-    return ("ok", line, base64.b64encode(data), ann_json, warns, digest.digest())
+    key = os.path.normpath(os.path.abspath(path)).encode("utf-8", "surrogateescape") + b"\0" + ann_json
+    return ("ok", line, base64.b64encode(data), ann_json, warns, hashlib.blake2b(key, digest_size=16).digest())
 
 
 def _process_chunk(chunk: list[tuple[int, bytes]], opt: _Options) -> list[tuple]:
@@ -570,7 +572,7 @@ def convert_jsonl(
 
     writer = TSVWriter(out)
     spill_fds: dict[str, int] = {}
-    seen: dict[bytes, int] = {}  # digest of (image bytes, annotation) -> first line
+    seen: dict[bytes, int] = {}  # digest of (image path, annotation) -> first line
     try:
         for res in results():
             processed += 1
@@ -578,7 +580,7 @@ def convert_jsonl(
                 _, line, payload, ann_json, w, digest = res
                 first = seen.setdefault(digest, line)
                 if first != line:
-                    w = w + [Problem(line, "", f"duplicate record: the same image and objects as line {first}",
+                    w = w + [Problem(line, "", f"duplicate record: the same image file and objects as line {first}",
                                      "warning").to_dict()]
                 if res[0] == "ok":
                     writer.write(payload, ann_json)

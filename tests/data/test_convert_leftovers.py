@@ -254,14 +254,15 @@ def test_inspect_image_reports_damage_and_pixels():
 def test_duplicate_records_are_reported_and_kept(dataset, synth_dir, tmp_path):
     src, recs = dataset
     other_objects = dict(recs[0], objects=recs[1]["objects"])  # same image, other objects: not a duplicate
-    lines = [recs[0], recs[1], recs[0], other_objects, recs[1], recs[0]]
+    respelled = dict(recs[0], image_path="./" + recs[0]["image_path"].replace("/", "//"))  # same file
+    lines = [recs[0], recs[1], recs[0], other_objects, recs[1], respelled]
     (src / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     out = tmp_path / "out"
     for workers, chunk in ((1, 32), (2, 2)):
         s = C.convert_jsonl(src / "in.jsonl", out, image_root=synth_dir, workers=workers, chunk_size=chunk)
         assert s.written == 6 and len(TSVReader(out)) == 6
         dups = {w["line"]: w["message"] for w in _read_jsonl(out / "warnings.jsonl") if "duplicate" in w["message"]}
-        assert dups == {3: "duplicate record: the same image and objects as line 1",
-                        5: "duplicate record: the same image and objects as line 2",
-                        6: "duplicate record: the same image and objects as line 1"}
+        assert dups == {3: "duplicate record: the same image file and objects as line 1",
+                        5: "duplicate record: the same image file and objects as line 2",
+                        6: "duplicate record: the same image file and objects as line 1"}
         assert s.warning_reasons["duplicate record"] == 3
