@@ -9,6 +9,7 @@ from sceneparser.evaluation.metrics.labels import LabelMap, load_alias_map
 from sceneparser.evaluation.metrics.masks import MaskReader
 from sceneparser.evaluation.metrics.matching import MATCHING_MODES, Matcher
 from sceneparser.evaluation.metrics.reading import Malformed, SampleReader, WideNumber
+from sceneparser.evaluation.metrics.typed import AnswerLine, TypedReader, answer_decoder
 from sceneparser.evaluation.metrics.validation import BadField, explain
 
 # what the fast reader raises on malformed input (the validator then names the field)
@@ -60,15 +61,22 @@ class MetricBase:
         self.matching = matching
         self.normalize_object_names = bool(normalize_object_names)
         self.matcher = Matcher(matching == "optimal", MaskReader(mask_root, check_exists=self.level == "object"))
-        self.reader = SampleReader(
-            scene=self.level == "scene",
-            ignore_pseudo_part=self.ignore_pseudo_part,
-            ignore_none_action=self.ignore_none_action,
-            part_labels=LabelMap(part_alias),
-            action_labels=LabelMap(action_alias),
-            normalize_object_names=self.normalize_object_names,
-        )
+        labels = dict(part_labels=LabelMap(part_alias), action_labels=LabelMap(action_alias),
+                      ignore_pseudo_part=self.ignore_pseudo_part, ignore_none_action=self.ignore_none_action,
+                      normalize_object_names=self.normalize_object_names)
+        self.reader = SampleReader(scene=self.level == "scene", **labels)
+        # the typed fast path (object level): decode_typed(bytes) -> AnswerLine for update_typed
+        self.typed_reader = TypedReader(**labels) if self.level == "object" else None
+        self.decode_typed = answer_decoder().decode if self.level == "object" else None
         self.num_samples = 0
+
+    def __getstate__(self) -> dict:  # pickled (by the worker processes) without the decoder
+        return dict(self.__dict__, decode_typed=None)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.typed_reader is not None:
+            self.decode_typed = answer_decoder().decode
 
     def update(self, sample: dict) -> None:
         """Add one answer line (a dict). Raises InputError (nothing counted) on malformed input."""
@@ -80,7 +88,7 @@ class MetricBase:
             except BadField as bad:
                 raise InputError(str(bad)) from None
             raise InputError(f"malformed answer line ({type(exc).__name__}: {exc})") from None
-        self._add(G, P, json_ok)
+        self._add(G, P, json_ok, self.reader.masks)
 
     def update_fast(self, sample: dict) -> None:
         """:meth:`update` for a sample parsed by orjson: raises :class:`NeedsExactParse` (nothing
@@ -89,11 +97,21 @@ class MetricBase:
             G, P, json_ok = self.reader.read(sample, check_wide=True)
         except (WideNumber,) + _READ_ERRORS:
             raise NeedsExactParse from None
-        self._add(G, P, json_ok)
+        self._add(G, P, json_ok, self.reader.masks)
 
-    def _add(self, G: list, P: list, json_ok: float) -> None:
-        if self.reader.masks:
-            self.matcher.masks.note(self.reader.masks)
+    def update_typed(self, line: AnswerLine) -> None:
+        """:meth:`update` for a line decoded by :attr:`decode_typed` (object level; fields checked
+        there); raises :class:`NeedsExactParse` (nothing counted) if it cannot take it."""
+        try:
+            G, P, json_ok = self.typed_reader.read(line)
+        except _READ_ERRORS:
+            raise NeedsExactParse from None
+        self._add(G, P, json_ok, self.typed_reader.masks)
+
+    def _add(self, G: list, P: list, json_ok: float, masks: list) -> None:
+        """Count one read sample (``masks``: its GT affordances' mask paths)."""
+        if masks:
+            self.matcher.masks.note(masks)
         if self.filter_wrapper:
             json_ok = 1.0
         self._accumulate(G, P, json_ok)

@@ -141,7 +141,12 @@ class SampleReader:
                 parts, part_affs, sem_parts, sem_actions = [], [], (), ()
             raw = o.get("affordances")  # the legacy object-level list
             obj_sem_actions: list = []
-            obj_affs = self.affordances(raw, is_gt, None, check_wide, obj_sem_actions) if raw else []
+            obj_affs = []
+            if raw:
+                n_masks = len(self.masks)
+                obj_affs = self.affordances(raw, is_gt, None, check_wide, obj_sem_actions)
+                if part_affs and not self.scene:  # read (checked) but not scored: its masks do not count
+                    del self.masks[n_masks:]
             name = o.get("name")
             if name.__class__ is not str:
                 _check_label(name, check_wide)
