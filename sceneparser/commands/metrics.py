@@ -78,6 +78,29 @@ def format_table(result: dict, final: dict, level: str, num_samples: int | None 
     return "\n".join(lines)
 
 
+class _ProgressBar:
+    """``progress(lineno)`` for a terminal: a tqdm bar, created at the first call (after the
+    worker processes are forked, so that they never inherit its monitor thread)."""
+
+    def __init__(self):
+        self.bar = None
+        self.last = 0
+
+    def __call__(self, lineno: int) -> None:
+        if lineno - self.last < 1000:
+            return
+        if self.bar is None:
+            from tqdm import tqdm  # only for a terminal: keeps the command's start-up light (benchmarked)
+
+            self.bar = tqdm(desc="scoring", unit=" lines", file=sys.stderr, mininterval=0.5)
+        self.bar.update(lineno - self.last)
+        self.last = lineno
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def skipped_summary(lines: list[int], show: int = 50) -> str:
     """``skipped N unusable lines: 3, 7, 12-15`` (the first ``show`` line numbers, runs joined)."""
     runs: list[list[int]] = []
@@ -130,26 +153,14 @@ def run(args) -> int:
         if len(skipped) <= 20:
             print(f"skipped: {msg}", file=sys.stderr)
 
-    progress = None
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm import tqdm  # only for a terminal: keeps the command's start-up light (benchmarked)
-
-        bar = tqdm(desc="scoring", unit=" lines", file=sys.stderr, mininterval=0.5)
-        state = {"last": 0}
-
-        def progress(lineno: int) -> None:
-            if lineno - state["last"] >= 1000:
-                bar.update(lineno - state["last"])
-                state["last"] = lineno
-
     workers = min(2, available_cpus()) if args.workers is None else args.workers
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
+    bar = _ProgressBar() if sys.stderr.isatty() else None
     try:
         stats: dict = {}
         result = metrics.evaluate_file(args.data_path, level=args.level, skip_invalid=args.skip_invalid,
-                                       on_skip=on_skip, progress=progress, stats=stats, workers=workers,
+                                       on_skip=on_skip, progress=bar, stats=stats, workers=workers,
                                        **options)
     finally:
         if bar is not None:

@@ -52,8 +52,10 @@ Handling of inputs on which the reference crashes (documented, never a traceback
 
 Modules: :mod:`.primitives` (reference arithmetic), :mod:`.means` (exact means),
 :mod:`.labels`, :mod:`.masks`, :mod:`.records` (what the reader builds), :mod:`.reading` (fast
-reader), :mod:`.validation` (names the bad field), :mod:`.matching`, :mod:`.base`,
-:mod:`.object_level`, :mod:`.scene_level`, :mod:`.results` (the reports), :mod:`.files`.
+reader), :mod:`.typed` (msgspec typed reading, object level), :mod:`.validation` (names the bad
+field), :mod:`.matching`, :mod:`.base`, :mod:`.object_level`, :mod:`.scene_level`,
+:mod:`.results` (the reports), :mod:`.files`, :mod:`.chunks` (several processes; metrics merge
+exactly: ``metric.merge(other)``).
 """
 
 from __future__ import annotations

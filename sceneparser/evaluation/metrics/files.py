@@ -195,7 +195,7 @@ def evaluate_file(path, level: str = "object", *, skip_invalid: bool = False,
     (their line numbers) and ``masks`` (:meth:`MaskReader.report` of the GT masks). A file
     where no line is usable raises InputError, ``skip_invalid`` or not (there is nothing to score).
     ``workers`` > 1: a file of at least :data:`.chunks.PARALLEL_MIN_BYTES` is scored in up to
-    that many processes (same result; ``progress`` then follows the first part only).
+    that many processes (same result; ``progress`` then follows the first part, then jumps to the end).
     """
     metric = _new_metric(level, options)
     skipped_lines: list[int] = []
@@ -221,6 +221,8 @@ def evaluate_file(path, level: str = "object", *, skip_invalid: bool = False,
             metric.merge(part)
             seen += part_seen
             offset += part_last
+        if children and progress is not None:
+            progress(offset)
     finally:
         for child in children:
             child.cancel()

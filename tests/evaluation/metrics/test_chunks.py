@@ -112,3 +112,20 @@ def test_cli_workers(tmp_path, small_files_in_parallel, capsys):
     assert main(["metrics", "--data-path", str(path), "--output-path", str(tmp_path / "r.json"),
                  "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_progress_follows_the_first_part_then_ends_at_the_last_line(tmp_path, small_files_in_parallel):
+    from sceneparser.commands.metrics import _ProgressBar
+
+    path = tmp_path / "a.jsonl"
+    _answer_file(path, bad=False)
+    seen: list = []
+    evaluate_file(path, skip_invalid=True, progress=seen.append, workers=2)
+    n_lines = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n")
+    assert seen == sorted(seen) and seen[-1] == n_lines and len(seen) < 80
+    bar = _ProgressBar()
+    bar(999)
+    assert bar.bar is None  # no tqdm (and no monitor thread) before there is something to show
+    bar(2500)
+    assert bar.bar is not None and bar.last == 2500
+    bar.close()
