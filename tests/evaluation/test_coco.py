@@ -170,3 +170,26 @@ def test_missing_source_is_a_clear_error(tmp_path):
     assert rc == 2 and "not found" in err
     rc, _, err = _run("coco", str(tmp_path))
     assert rc == 2 and "answer.jsonl" in err
+
+
+def test_without_pycocotools_coco_names_the_extra_and_export_still_works(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        class _Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "pycocotools":
+                    raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+        sys.meta_path.insert(0, _Blocker())
+        from sceneparser.cli import main
+        sys.exit(main(sys.argv[1:]))
+    """)
+    src = _answers(tmp_path)
+    r = subprocess.run([sys.executable, "-c", code, "coco", str(src)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "pip install 'sceneparser[coco]'" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-c", code, "export", str(src), "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
