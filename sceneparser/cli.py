@@ -47,6 +47,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
             importlib.import_module(module).add_arguments(p)
+            p.add_argument("--verbose", action="store_true",
+                           help="also show the dependencies' progress bars, logs and warnings")
     return parser
 
 
@@ -61,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
+        if getattr(args, "verbose", False):
+            os.environ["SCENEPARSER_VERBOSE"] = "1"
         module = importlib.import_module(COMMANDS[args.command][0])
         return int(module.run(args) or 0)
     except SceneParserError as exc:

@@ -10,6 +10,7 @@ import os
 import sys
 
 from sceneparser.errors import SceneParserError
+from sceneparser.evaluation.report import build_report
 from sceneparser.evaluation.runner import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_PIXELS,
@@ -65,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.8, help="vLLM only (reference 0.8)")
     p.add_argument("--no-fsync", action="store_true", help="do not fsync after each batch (faster on slow disks, less crash-safe)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report", action="store_true",
+                   help="also write OUT/report.html (sceneparser report: tables, error types, gallery)")
 
 
 def _model_and_pixels(args: argparse.Namespace) -> tuple[str, int, int]:
@@ -138,4 +141,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     if outcome.scored:
         print(format_summary(outcome.summary, outcome.final), file=sys.stdout, flush=True)
+        if getattr(args, "report", False):
+            report = build_report(outcome.out_dir)
+            for w in report.warnings:
+                print(f"warning: report: {w}", file=sys.stderr)
+            print(f"  report           {report.path}", file=sys.stdout, flush=True)
     return 0

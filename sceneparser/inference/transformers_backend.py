@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Hashable, Sequence
 
+from sceneparser.inference.token_progress import TokenTicker
 from sceneparser.inference.types import Backend, GenerationOutput, GenerationRequest, GenerationSettings
 from sceneparser.model.loading import load_model_dir
 from sceneparser.model.processor import chat_pieces, split_prefix
@@ -309,6 +310,7 @@ class TransformersBackend(Backend):
         active = list(range(len(rows)))
         step = 0
         t1 = time.perf_counter()
+        ticker = TokenTicker()
         with torch.inference_mode():
             while True:
                 scores = logits
@@ -347,6 +349,7 @@ class TransformersBackend(Backend):
                         continue
                     still.append(k)
                 step += 1
+                ticker.step(len(active))
                 if not still:
                     break
                 if len(still) < len(active):
@@ -365,6 +368,7 @@ class TransformersBackend(Backend):
                     cache=cache,
                 )
                 cur_pos = cur_pos + 1
+        ticker.close()
         t_decode = time.perf_counter() - t1
         tok = proc.tokenizer
         for r in rows:

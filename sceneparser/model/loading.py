@@ -16,8 +16,10 @@ torchvision video processor (docs/reference.md, *resize*).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,38 @@ from sceneparser.model.processor import ImageProcessor, SceneParserProcessor
 from sceneparser.model.tokenizer import load_tokenizer, save_tokenizer
 
 EXTRA_FILE = "sceneparser.json"
+#: set (to anything but "" or "0") by ``sceneparser --verbose``: show the dependencies' own output
+VERBOSE_ENV = "SCENEPARSER_VERBOSE"
+
+
+def verbose() -> bool:
+    """Whether third-party progress bars and warnings should be shown (``--verbose``)."""
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def quiet_dependencies():
+    """Inside: no transformers progress bars ("Loading weights"), info logs or deprecation
+    warnings from dependencies, unless :func:`verbose`. Errors still surface; the settings are
+    restored on exit."""
+    if verbose():
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning, UserWarning):
+                warnings.simplefilter("ignore", category)
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def resolve_device(device: Any = None):
@@ -278,14 +312,15 @@ def load_model_dir(path: str | os.PathLike, device=None, dtype=None, *, attn_imp
         raise ModelLoadError(f"model directory {path} is incomplete; missing: {', '.join(missing)}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    config = load_config(path)
-    processor = load_processor(path, config)
-    try:
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            str(path), config=config, dtype=dt, attn_implementation=attn_implementation
-        )
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load the weights in {path}: {type(exc).__name__}: {exc}") from exc
+    with quiet_dependencies():
+        config = load_config(path)
+        processor = load_processor(path, config)
+        try:
+            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                str(path), config=config, dtype=dt, attn_implementation=attn_implementation
+            )
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load the weights in {path}: {type(exc).__name__}: {exc}") from exc
     model.to(dev)
     model.eval()
     return model, processor
@@ -293,6 +328,8 @@ def load_model_dir(path: str | os.PathLike, device=None, dtype=None, *, attn_imp
 
 __all__ = [
     "default_model_dir",
+    "quiet_dependencies",
+    "verbose",
     "model_pixel_range",
     "save_processor_files",
     "load_model_dir",
