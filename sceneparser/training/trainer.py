@@ -237,10 +237,12 @@ class SceneParserTrainer(Trainer):
 
     def log(self, logs, *args, **kwargs):
         if "learning_rate" in logs and self.optimizer is not None:
-            for g in getattr(self.optimizer, "param_groups", None) or []:
-                part = str(g.get("name", "")).split(".")[0]
-                if part in ("vision", "merger") and f"learning_rate_{part}" not in logs:
-                    logs[f"learning_rate_{part}"] = g["lr"]
+            # the other parts' rates at the same moment: the schedule scales every group alike
+            groups = getattr(self.optimizer, "param_groups", None) or []
+            base = {str(g.get("name", "")).split(".")[0]: g.get("initial_lr") for g in groups}
+            for part in ("vision", "merger"):
+                if base.get(part) is not None and base.get("llm"):
+                    logs[f"learning_rate_{part}"] = logs["learning_rate"] * base[part] / base["llm"]
         if self._attention_losses and "loss" in logs:
             logs["attention_loss"] = round(sum(self._attention_losses) / len(self._attention_losses), 4)
             self._attention_losses.clear()
