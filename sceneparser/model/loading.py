@@ -295,10 +295,14 @@ def load_config(path: str | os.PathLike):
         raise ModelLoadError(f"cannot read the model config in {path}: {exc}") from exc
 
 
-def load_model_dir(path: str | os.PathLike, device=None, dtype=None, *, attn_implementation: str = "sdpa"):
+def load_model_dir(path: str | os.PathLike, device=None, dtype=None, *, attn_implementation: str = "sdpa",
+                   strict: bool = True):
     """``(model, processor)`` from a model directory; the model is in eval mode on ``device``.
 
-    Raises :class:`ModelLoadError` naming every missing file, or the problem with a corrupt one.
+    Raises :class:`ModelLoadError` naming every missing file, or the problem with a corrupt one,
+    and (``strict``, the default) every weight the model expects but the files lack, every weight
+    in the files the model has no place for and every shape mismatch, key by key — a randomly
+    initialised weight would otherwise pass silently.
     """
     from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -316,17 +320,33 @@ def load_model_dir(path: str | os.PathLike, device=None, dtype=None, *, attn_imp
         config = load_config(path)
         processor = load_processor(path, config)
         try:
-            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                str(path), config=config, dtype=dt, attn_implementation=attn_implementation
+            model, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                str(path), config=config, dtype=dt, attn_implementation=attn_implementation, output_loading_info=True
             )
         except Exception as exc:
             raise ModelLoadError(f"cannot load the weights in {path}: {type(exc).__name__}: {exc}") from exc
+    if strict:
+        check_loading_info(path, info)
     model.to(dev)
     model.eval()
     return model, processor
 
 
+def check_loading_info(path, info: dict) -> None:
+    """Refuse weights that do not fit the model, naming each key (at most 20 per kind shown)."""
+    problems = []
+    for kind, label in (("missing_keys", "missing from the files"), ("unexpected_keys", "not used by the model"),
+                        ("mismatched_keys", "with the wrong shape")):
+        keys = [k if isinstance(k, str) else f"{k[0]} {tuple(k[1])} vs {tuple(k[2])}" for k in info.get(kind) or ()]
+        if keys:
+            shown = "\n    ".join(sorted(keys)[:20]) + (f"\n    ... {len(keys) - 20} more" if len(keys) > 20 else "")
+            problems.append(f"{len(keys)} weight(s) {label}:\n    {shown}")
+    if problems:
+        raise ModelLoadError(f"the weights in {path} do not fit the model config:\n  " + "\n  ".join(problems))
+
+
 __all__ = [
+    "check_loading_info",
     "default_model_dir",
     "quiet_dependencies",
     "verbose",

@@ -153,3 +153,27 @@ def test_model_pixel_range_reads_the_preprocessor_config(tmp_path):
     assert model_pixel_range(tmp_path, (1, 2)) == (10, 20)
     (tmp_path / "preprocessor_config.json").write_text("{not json")
     assert model_pixel_range(tmp_path, (1, 2)) == (1, 2)
+
+
+def test_missing_and_unexpected_weights_are_named_key_by_key(tmp_path, tiny_model_dir):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from sceneparser.errors import ModelLoadError
+    from sceneparser.model.loading import load_model_dir
+
+    d = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, d)
+    weights = load_file(str(d / "model.safetensors"))
+    dropped = sorted(k for k in weights if k.endswith("mlp.down_proj.weight"))[0]
+    del weights[dropped]
+    weights["model.not_a_layer.weight"] = weights[next(iter(weights))].clone()
+    save_file(weights, str(d / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError) as e:
+        load_model_dir(d, device="cpu")
+    msg = str(e.value)
+    assert "missing from the files" in msg and "not used by the model" in msg
+    assert "not_a_layer" in msg and dropped.split(".")[-3] in msg
+    model, _ = load_model_dir(d, device="cpu", strict=False)  # an explicit opt-out still loads
+    assert model is not None
