@@ -79,6 +79,7 @@ from sceneparser.training.zero import (
     DeepSpeedPlan,
     check_deepspeed_settings,
     consolidated_state_dict,
+    init_deepspeed_comm,
     partition,
     read_deepspeed_config,
     release_deepspeed_state,
@@ -350,6 +351,7 @@ def prepare_model(cfg: TrainingConfig, source: str, args=None):
     zero3 = ds_config is not None and ds_config.is_zero3()
     if zero3:
         _ = args.device  # sets up torch.distributed: the partitions need the world size
+        init_deepspeed_comm()
     if zero3 and source == "tiny":
         # built whole from its seed (the same weights as without DeepSpeed), then partitioned
         with zero3_suspended(ds_config):

@@ -96,13 +96,25 @@ def is_partitioned(model) -> bool:
     return any(hasattr(p, "ds_id") for p in model.parameters())
 
 
-def partition(model, ds_config: dict[str, Any]):
-    """``model`` (built whole) partitioned in place as if it had been built under ``deepspeed.zero.Init``."""
+def init_deepspeed_comm() -> None:
+    """DeepSpeed's view of the process group torch.distributed already runs (a partitioned build needs it).
+
+    Without it DeepSpeed sees a world of one and refuses the batch sizes; the first stage of a
+    process used to set it up only when its engine started, so a resumed curriculum whose first
+    stage was skipped could not load its model partitioned.
+    """
     import deepspeed
     import torch.distributed as torch_dist
 
-    if torch_dist.is_available() and torch_dist.is_initialized():  # DeepSpeed's view of the same process group
+    if torch_dist.is_available() and torch_dist.is_initialized():
         deepspeed.init_distributed(dist_backend=torch_dist.get_backend())
+
+
+def partition(model, ds_config: dict[str, Any]):
+    """``model`` (built whole) partitioned in place as if it had been built under ``deepspeed.zero.Init``."""
+    import deepspeed
+
+    init_deepspeed_comm()
     deepspeed.zero.Init(module=model, config_dict_or_path=ds_config)
     return model
 
@@ -192,6 +204,7 @@ __all__ = [
     "check_deepspeed_settings",
     "consolidated_state_dict",
     "full_shape",
+    "init_deepspeed_comm",
     "is_partitioned",
     "partition",
     "read_deepspeed_config",
