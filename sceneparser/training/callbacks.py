@@ -3,6 +3,10 @@
 * :class:`EpochCallback` hands the epoch to the dataset (its query draw depends on it);
 * :class:`LossHistoryCallback` keeps every logged loss (the stage record and the curriculum
   report the first and last loss);
+* :class:`StageProgressCallback` is the terminal view: one progress bar per stage with loss,
+  learning rate and speed (instead of transformers' bar and its printed log dicts), and
+  :class:`JsonlLogCallback` appends every logged dict to ``OUTPUT_DIR/log.jsonl`` (tensorboard
+  gets them too, through ``report_to``);
 * the checkpoint writers add files to each ``checkpoint-N`` after the Trainer's own save (rank 0):
   :class:`CheckpointSignatureCallback` stamps it so an incompatible resume is refused
   (:mod:`sceneparser.training.checkpoints`), :class:`ProcessorCheckpointCallback` makes it a
@@ -13,10 +17,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 from transformers import TrainerCallback
 
 from sceneparser.model.loading import save_processor_files
@@ -49,6 +55,57 @@ class LossHistoryCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             self.losses.append((int(state.global_step), float(logs["loss"])))
+        return control
+
+
+class StageProgressCallback(TrainerCallback):
+    """One progress bar per stage on rank 0: steps done, loss, learning rate, steps/s."""
+
+    def __init__(self, desc: str, *, disable: bool = False):
+        self.desc = desc
+        self.disable = disable
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and not self.disable:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc, unit="step",
+                            file=sys.stderr, dynamic_ncols=True)
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs:
+            shown = {}
+            if "loss" in logs:
+                shown["loss"] = f"{float(logs['loss']):.4f}"
+            if "learning_rate" in logs:
+                shown["lr"] = f"{float(logs['learning_rate']):.2e}"
+            if shown:
+                self.bar.set_postfix(shown, refresh=False)
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        return control
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Append every logged dict (with its step) to ``path`` as one JSON line (rank 0)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": int(state.global_step), **logs}, default=float) + "\n")
         return control
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainingArguments, set_seed
+from transformers import PrinterCallback, ProgressCallback, TrainingArguments, set_seed
 
 from sceneparser.errors import InputError, require
 from sceneparser.model.loading import (
@@ -56,8 +56,10 @@ from sceneparser.model.tiny import build_tiny
 from sceneparser.training.callbacks import (
     CheckpointSignatureCallback,
     EpochCallback,
+    JsonlLogCallback,
     LossHistoryCallback,
     ProcessorCheckpointCallback,
+    StageProgressCallback,
     TokenHeadCheckpointCallback,
 )
 from sceneparser.training.checkpoints import check_checkpoint, find_resume_checkpoint
@@ -86,6 +88,9 @@ from sceneparser.training.zero import (
     zero3_suspended,
     zero_stage_of,
 )
+
+#: every logged dict of a stage, one JSON line each (also in tensorboard)
+LOG_FILE = "log.jsonl"
 
 logger = logging.getLogger(__name__)
 
@@ -434,6 +439,12 @@ def build_trainer(
         sp_tokenizer=processor.tokenizer,
         sp_image_token_id=processor.image_token_id,
     )
+    # our own terminal view replaces transformers' bar and the log dict it prints at every logging step
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    desc = f"stage {stage}" if stage is not None else "train"
+    trainer.add_callback(StageProgressCallback(desc, disable=bool(cfg.runtime.disable_tqdm)))
+    trainer.add_callback(JsonlLogCallback(output_dir / LOG_FILE))
     return StageRun(trainer=trainer, args=args, history=history, token_head=token_head, signature=signature)
 
 
