@@ -96,3 +96,29 @@ def test_serve_command_answers_on_loopback(tiny_model_dir):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_public_bind_without_a_key_is_refused_before_loading(capsys, monkeypatch):
+    monkeypatch.delenv("SCENEPARSER_API_KEY", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--model", "/no/such/model"]) == 2
+    err = capsys.readouterr().err
+    assert "--api-key" in err and "--allow-unauthenticated" in err and "model directory" not in err
+    # with a key (flag or environment) or the explicit opt-out it goes on (and then meets the missing model)
+    assert main(["serve", "--host", "0.0.0.0", "--api-key", "k", "--model", "/no/such/model"]) == 2
+    assert "model directory not found" in capsys.readouterr().err
+    monkeypatch.setenv("SCENEPARSER_API_KEY", "k")
+    assert main(["serve", "--host", "::", "--model", "/no/such/model"]) == 2
+    assert "model directory not found" in capsys.readouterr().err
+    monkeypatch.delenv("SCENEPARSER_API_KEY")
+    assert main(["serve", "--host", "0.0.0.0", "--allow-unauthenticated", "--model", "/no/such/model"]) == 2
+    assert "model directory not found" in capsys.readouterr().err
+
+
+def test_banner_urls_put_ipv6_addresses_in_brackets():
+    from sceneparser.commands.serve import is_loopback, url_for
+
+    assert url_for("::", 8000) == "http://[::]:8000"
+    assert url_for("::1", 80) == "http://[::1]:80"
+    assert url_for("0.0.0.0", 8000) == "http://0.0.0.0:8000"
+    assert is_loopback("::1") and is_loopback("127.0.0.2") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("::")
