@@ -120,7 +120,8 @@ def test_the_examples_are_found_and_few_are_skipped():
     assert {b.lang for b in readme} >= {"bash", "python"}, "the README must keep a runnable CLI and Python example"
     assert len(RUNNABLE) >= 6
     skipped = [b.id for b in ALL_BLOCKS if b.skipped]
-    assert len(skipped) <= 12, f"too many blocks marked no-test: {skipped}"
+    # GPU, vLLM / SGLang, a running server, downloads, the released checkpoint, the whole suite
+    assert len(skipped) <= 16, f"too many blocks marked no-test: {skipped}"
 
 
 @pytest.mark.slow
