@@ -18,7 +18,8 @@ from sceneparser.training.config import DataSection
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None,
                         help="model directory (or a checkpoint-N directory; default: the shipped default model)")
-    parser.add_argument("--data", required=True, help="TSV directory written by 'sceneparser convert'")
+    parser.add_argument("--data", required=True,
+                        help="TSV directory written by 'sceneparser convert' (or a folder of Parquet shards)")
     parser.add_argument("--samples", type=int, default=48, help="samples to use (default 48)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--min-pixels", type=int, default=None, help="image processor min_pixels (default: the model's)")

@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="run every stage of this preset or YAML file: OUT/stage1, OUT/stage2, ... each from the previous")
     p.add_argument("--stage", type=int, default=None, help="the stage of --config to train (1, 2, 3)")
     p.add_argument("--stages", default=None, help="with --curriculum: only these stages, e.g. 2,3")
-    p.add_argument("--data", help="TSV directory (images.tsv, annotations.tsv, annotations.tsv.lineidx)")
+    p.add_argument("--data", help="training data: a TSV directory (images.tsv, annotations.tsv, annotations.tsv.lineidx) or a "
+                        "folder of Parquet shards (sceneparser.data.hf)")
     p.add_argument("--output-dir", help="where the model directory (or OUT/stageN with --curriculum) is written")
     p.add_argument("--init", default=None,
                    help="model to start from: 'tiny', a model directory or a hub id (default: model.init; "

@@ -247,7 +247,8 @@ def save_model_dir(model, processor, path: str | os.PathLike, extra: dict | None
     """Write a complete model directory (see module docstring) and return its path."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(path), safe_serialization=True)
+    with quiet_dependencies():  # no "Writing model shards" bar
+        model.save_pretrained(str(path), safe_serialization=True)
     save_processor_files(processor, path)
     if extra is not None:
         (path / EXTRA_FILE).write_text(json.dumps(extra, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
