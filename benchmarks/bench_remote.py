@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, nargs=2, default=[320, 240], metavar=("W", "H"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads of each process (default 1)")
     ap.add_argument("--model", default=None, help="model directory (default: a tiny random model; 'default': the shipped one)")
+    ap.add_argument("--max-wait-ms", type=float, default=10.0, help="the server's --max-wait-ms (default 10)")
+    ap.add_argument("--eval-batch", type=int, default=0,
+                    help="samples handed to the remote backend per call (eval's --batch-size; 0: all at once)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -93,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         "from sceneparser.serve.app import ServeConfig, create_app; from sceneparser.serve.jobs import make_batch_fn;"
         "from sceneparser.inference.api import SceneParser; import uvicorn;"
         "p = SceneParser.from_pretrained(%r, device='cpu', max_new_tokens=%d, min_new_tokens=%d, stop_strings=(), batch_size=%d);"
-        "app = create_app(make_batch_fn(p), ServeConfig(max_batch_size=%d, max_wait_ms=10, max_new_tokens=%d, "
+        "app = create_app(make_batch_fn(p), ServeConfig(max_batch_size=%d, max_wait_ms=%g, max_new_tokens=%d, "
         "max_queue_size=256, model_name='tiny'));"
         "uvicorn.run(app, host='127.0.0.1', port=%d, log_level='warning')"
-    ) % (args.threads, str(model_dir), args.tokens, args.tokens, args.batch_size, args.batch_size, args.tokens, port)
+    ) % (args.threads, str(model_dir), args.tokens, args.tokens, args.batch_size, args.batch_size, args.max_wait_ms,
+         args.tokens, port)
     server = subprocess.Popen([sys.executable, "-c", server_code], env=env, stderr=subprocess.PIPE, text=True)
     try:
         import httpx
@@ -116,22 +120,28 @@ def main(argv: list[str] | None = None) -> int:
             remote = SceneParser.from_server(f"http://127.0.0.1:{port}/v1", concurrency=c, min_pixels=lo,
                                              max_pixels=hi, max_new_tokens=args.tokens)
             remote.parse_many(items[:2])
+            before = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["stats"]
             t0 = time.perf_counter()
             got = []
-            for k in range(0, len(items), max(c, args.batch_size)):  # eval sends batches of >= concurrency
-                got += remote.parse_many(items[k:k + max(c, args.batch_size)])
+            step = args.eval_batch or len(items)
+            for k in range(0, len(items), step):  # eval hands the backend --batch-size samples at a time
+                got += remote.parse_many(items[k:k + step])
             rate = args.samples / (time.perf_counter() - t0)
+            stats = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["stats"]
+            done = stats["batches"] - before["batches"]
+            batch = round((stats["items"] - before["items"]) / done, 2) if done else None
             same = sum(a.raw_text == b.raw_text for a, b in zip(ref, got))
             rows.append({"path": "remote", "in_flight": c, "samples_per_s": round(rate, 3),
-                         "ratio_to_in_process": round(rate / in_process, 3), "answers_equal": f"{same}/{len(items)}"})
+                         "ratio_to_in_process": round(rate / in_process, 3), "answers_equal": f"{same}/{len(items)}",
+                         "server_mean_batch": batch})
     finally:
         server.terminate()
         server.wait(30)
         tmp.cleanup()
-    print(f"{'path':11} {'in flight':>9} {'samples/s':>10} {'x in-proc':>10} {'equal':>8}")
+    print(f"{'path':11} {'in flight':>9} {'samples/s':>10} {'x in-proc':>10} {'equal':>8} {'server batch':>13}")
     for r in rows:
         print(f"{r['path']:11} {r['in_flight']:>9} {r['samples_per_s']:>10.2f} {r.get('ratio_to_in_process', 1.0):>10.2f} "
-              f"{r.get('answers_equal', '-'):>8}")
+              f"{r.get('answers_equal', '-'):>8} {str(r.get('server_mean_batch', '-')):>13}")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
