@@ -16,19 +16,9 @@ import re
 from PIL import Image
 
 from sceneparser.images import ImageError, open_image
+from sceneparser.serve.errors import RequestError
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
-
-
-class RequestError(Exception):
-    """A client error: HTTP ``status`` with an actionable ``message`` (and an error ``code``)."""
-
-    def __init__(self, status: int, message: str, code: str = "invalid_request", param: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.param = param
 
 
 def decode_base64_image(value: str, *, max_bytes: int, param: str = "image") -> bytes:
