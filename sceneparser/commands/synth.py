@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from sceneparser.data.synth import generate_dataset
+from sceneparser.data.synth import SceneOptions, generate_dataset
 from sceneparser.errors import InputError
 
 
@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of images written to val.jsonl (default 0.1)")
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of the images (default 90)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (output does not depend on it)")
+    parser.add_argument("--multi-instance-rate", type=float, default=0.0,
+                        help="share of images with 2-4 instances of one class (default 0: the original scenes)")
+    parser.add_argument("--rotate-rate", type=float, default=0.0,
+                        help="share of objects drawn rotated by 90/180/270 degrees or mirrored (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -42,11 +46,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--val-fraction must be between 0 and 1")
     if not 1 <= args.jpeg_quality <= 100:
         raise InputError("--jpeg-quality must be between 1 and 100")
+    for flag, value in (("--multi-instance-rate", args.multi_instance_rate), ("--rotate-rate", args.rotate_rate)):
+        if not 0.0 <= value <= 1.0:
+            raise InputError(f"{flag} must be between 0 and 1")
+    options = SceneOptions(multi_instance_rate=args.multi_instance_rate, rotate_rate=args.rotate_rate)
     t0 = time.perf_counter()
     try:
         summary = generate_dataset(
             args.out, args.num_images, args.seed, image_size=args.image_size, val_fraction=args.val_fraction,
             jpeg_quality=args.jpeg_quality, workers=max(1, args.workers), progress=not args.no_progress,
+            options=options,
         )
     except OSError as exc:
         raise InputError(f"cannot write the dataset to {args.out}: {exc}") from exc

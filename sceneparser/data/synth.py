@@ -90,13 +90,21 @@ CLASS_NAMES: tuple[str, ...] = tuple(CLASSES)
 
 @dataclasses.dataclass
 class _Frame:
-    """Maps object-relative fractions (0..1) to integer pixels of the object box."""
+    """Maps object-relative fractions (0..1) to integer pixels of the object box.
+
+    ``w`` x ``h`` is the object's own (unrotated) size in pixels. ``mirror`` flips it left-right,
+    ``flip`` upside down, and ``transpose`` swaps its axes (the object fraction ``fx`` runs down
+    the image), so its pixel box is ``h`` wide and ``w`` tall; together they give every rotation
+    by a multiple of 90 degrees and every mirror image. The default frame draws exactly as before.
+    """
 
     x0: int
     y0: int
     w: int
     h: int
     mirror: bool = False
+    flip: bool = False
+    transpose: bool = False
 
     def x(self, f: float) -> int:
         if self.mirror:
@@ -104,13 +112,25 @@ class _Frame:
         return self.x0 + int(round(f * (self.w - 1)))
 
     def y(self, f: float) -> int:
+        if self.flip:
+            f = 1.0 - f
         return self.y0 + int(round(f * (self.h - 1)))
 
     def rect(self, fx0: float, fy0: float, fx1: float, fy1: float) -> list[int]:
+        if self.transpose:
+            (a, b), (c, d) = self.pt(fx0, fy0), self.pt(fx1, fy1)
+            return [min(a, c), min(b, d), max(a, c), max(b, d)]
         a, b = self.x(fx0), self.x(fx1)
-        return [min(a, b), self.y(fy0), max(a, b), self.y(fy1)]
+        if not self.flip:
+            return [min(a, b), self.y(fy0), max(a, b), self.y(fy1)]
+        c, d = self.y(fy0), self.y(fy1)
+        return [min(a, b), min(c, d), max(a, b), max(c, d)]
 
     def pt(self, fx: float, fy: float) -> tuple[int, int]:
+        if self.transpose:  # object x runs down the image, object y across it
+            fx = 1.0 - fx if self.mirror else fx
+            fy = 1.0 - fy if self.flip else fy
+            return self.x0 + int(round(fy * (self.h - 1))), self.y0 + int(round(fx * (self.w - 1)))
         return self.x(fx), self.y(fy)
 
 
@@ -314,6 +334,38 @@ _DRAWERS: dict[str, _Drawer] = {
     "plate": _draw_plate,
 }
 _MIRRORABLE = {"mug", "door", "knife", "pan", "lamp"}
+# classes whose part layout changes under rotation (ball and plate look the same every way up;
+# the ball's seam arcs would also leave its box when transposed)
+_ROTATABLE = frozenset({"mug", "drawer", "door", "bottle", "knife", "lamp", "pan", "laptop", "book"})
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneOptions:
+    """Opt-in scene variety (issue 18). The defaults draw exactly the scenes of earlier releases.
+
+    * ``multi_instance_rate``: share of images that hold 2-4 instances of one class (plus the
+      usual mix of others; every object of such an image is drawn at 3/4 size so they fit);
+    * ``rotate_rate``: share of objects of the classes whose parts move with the object's pose
+      (everything but ``ball`` and ``plate``) drawn in one of the 7 other orientations of the
+      square's symmetry group (90-degree rotations and mirror images), so where a handle or a
+      cap is depends on the image, not on the class.
+
+    The extra draws come from their own random stream, so setting an option changes nothing
+    the images it applies to (the other images stay as they were drawn).
+    """
+
+    multi_instance_rate: float = 0.0
+    rotate_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("multi_instance_rate", "rotate_rate"):
+            v = getattr(self, name)
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+
+    @property
+    def is_default(self) -> bool:
+        return self.multi_instance_rate == 0.0 and self.rotate_rate == 0.0
 
 # --------------------------------------------------------------------------------------------
 # Scene generation
@@ -408,42 +460,64 @@ def _mask_png(size: tuple[int, int], region: Sequence[int], shape: str) -> bytes
 
 
 def render_scene(
-    seed: int, index: int, image_size: tuple[int, int] = (640, 480), mask_prefix: str = "masks"
+    seed: int, index: int, image_size: tuple[int, int] = (640, 480), mask_prefix: str = "masks",
+    options: SceneOptions | None = None,
 ) -> tuple[Image.Image, list[dict], dict[str, bytes]]:
     """Draw image ``index`` of the dataset with ``seed``.
 
     Returns ``(image, objects, masks)``: ``objects`` is the record's ``objects`` list and
-    ``masks`` maps each relative ``mask_path`` used there to its PNG bytes.
+    ``masks`` maps each relative ``mask_path`` used there to its PNG bytes. ``options``
+    (:class:`SceneOptions`) adds multi-instance scenes and rotated objects; without it (or with
+    the defaults) the scene is exactly that of earlier releases.
     """
     rng = random.Random(f"sceneparser-synth:{seed}:{index}")
+    opts = options if options is not None and not options.is_default else None
+    # the options' own stream: the default scenes never see a draw from it
+    extra = random.Random(f"sceneparser-synth-options:{seed}:{index}") if opts is not None else None
     w, h = image_size
     image = _background(rng, w, h)
     draw = ImageDraw.Draw(image)
     n_obj = rng.choices(range(1, 6), weights=_NUM_OBJECT_WEIGHTS)[0]
+    repeated: list[str] = []  # the class names of a multi-instance scene's first objects
+    size_factor = 1.0
+    if extra is not None and opts.multi_instance_rate > 0 and extra.random() < opts.multi_instance_rate:
+        repeated = [extra.choice(CLASS_NAMES)] * extra.randint(2, 4)
+        n_obj = max(n_obj, len(repeated))
+        size_factor = 0.75
     placed: list[list[int]] = []
     objects: list[dict] = []
     masks: dict[str, bytes] = {}
     short = min(w, h)
-    for _ in range(n_obj):
-        name = rng.choice(CLASS_NAMES)
+    for slot in range(n_obj):
+        name = repeated[slot] if slot < len(repeated) else rng.choice(CLASS_NAMES)
         info = CLASSES[name]
+        transpose = flip = False
+        mirror_override = None
+        if extra is not None and opts.rotate_rate > 0 and name in _ROTATABLE and extra.random() < opts.rotate_rate:
+            pose = extra.randint(1, 7)  # 3 bits (mirror, flip, transpose), never the upright pose 0
+            mirror_override, flip, transpose = bool(pose & 1), bool(pose & 2), bool(pose & 4)
         for _attempt in range(25):
-            major = rng.uniform(0.26, 0.46) * short * info.scale
+            major = rng.uniform(0.26, 0.46) * short * info.scale * size_factor
             if info.aspect >= 1:
                 ow, oh = major, major / info.aspect
             else:
                 ow, oh = major * info.aspect, major
-            ow = max(8, min(int(ow), w - 2))
-            oh = max(8, min(int(oh), h - 2))
-            x0 = rng.randint(0, w - ow)
-            y0 = rng.randint(0, h - oh)
-            cand = [x0, y0, x0 + ow - 1, y0 + oh - 1]
+            pw, ph = (oh, ow) if transpose else (ow, oh)  # the pixel box (transposed: axes swapped)
+            pw = max(8, min(int(pw), w - 2))
+            ph = max(8, min(int(ph), h - 2))
+            x0 = rng.randint(0, w - pw)
+            y0 = rng.randint(0, h - ph)
+            cand = [x0, y0, x0 + pw - 1, y0 + ph - 1]
             if _overlap_ok(cand, placed):
                 break
         else:
             continue
         placed.append(cand)
-        frame = _Frame(x0, y0, ow, oh, mirror=name in _MIRRORABLE and rng.random() < 0.5)
+        mirror = name in _MIRRORABLE and rng.random() < 0.5
+        if mirror_override is not None:
+            mirror = mirror_override
+        ow, oh = (ph, pw) if transpose else (pw, ph)
+        frame = _Frame(x0, y0, ow, oh, mirror=mirror, flip=flip, transpose=transpose)
         parts = _DRAWERS[name](draw, frame, rng)
         obj_box = _union([p.box for p in parts]) if parts else frame.rect(0.0, 0.0, 1.0, 1.0)
         obj_idx = len(objects)
@@ -475,9 +549,11 @@ def render_scene(
     return image, objects, masks
 
 
-def _render_and_encode(job: tuple[int, int, tuple[int, int], int]) -> tuple[bytes, list[dict], dict[str, bytes]]:
-    seed, index, size, quality = job
-    image, objects, masks = render_scene(seed, index, size)
+def _render_and_encode(
+    job: tuple[int, int, tuple[int, int], int, SceneOptions | None],
+) -> tuple[bytes, list[dict], dict[str, bytes]]:
+    seed, index, size, quality, options = job
+    image, objects, masks = render_scene(seed, index, size, options=options)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=quality)
     return buf.getvalue(), objects, masks
@@ -523,6 +599,7 @@ def generate_dataset(
     jpeg_quality: int = 90,
     workers: int = 1,
     progress: bool = False,
+    options: SceneOptions | None = None,
 ) -> SynthSummary:
     """Write ``num_images`` synthetic scenes to ``out_dir``.
 
@@ -534,7 +611,9 @@ def generate_dataset(
     ``out_dir`` may hold an earlier synth run: its images and masks that this run does not write
     are removed once the new JSONL files are in place, so the folder is exactly this dataset.
     ``images/`` or ``masks/`` holding any other file is refused (:class:`InputError`) before
-    anything is written. Other files in ``out_dir`` are left alone.
+    anything is written. Other files in ``out_dir`` are left alone. ``options``
+    (:class:`SceneOptions`) opts into multi-instance scenes and rotated objects; without it the
+    dataset is byte-identical to that of earlier releases.
     """
     if num_images < 0:
         raise ValueError("num_images must be >= 0")
@@ -549,7 +628,7 @@ def generate_dataset(
     (out / "masks").mkdir(parents=True, exist_ok=True)
     num_val = int(round(num_images * val_fraction))
     num_train = num_images - num_val
-    jobs = [(seed, i, (w, h), jpeg_quality) for i in range(num_images)]
+    jobs = [(seed, i, (w, h), jpeg_quality, options) for i in range(num_images)]
 
     counts = {n: 0 for n in CLASS_NAMES}
     num_objects = num_masks = 0
@@ -616,6 +695,7 @@ __all__ = [
     "ClassInfo",
     "NONE_ACTION",
     "PLACEHOLDER_PART",
+    "SceneOptions",
     "SynthSummary",
     "generate_dataset",
     "render_scene",

@@ -375,14 +375,54 @@ def categories(annotation: Mapping[str, Any], *, case_insensitive: bool = False)
 # --------------------------------------------------------------------------------------------
 
 
+#: Names an "unknown name" query draws from (``QueryOptions.unknown_ratio``): everyday things that
+#: are neither a class nor a part name of the synthetic scenes, nor a near-synonym of one ("cup",
+#: "jar", "cupboard" are left out so that an empty answer is never wrong for them).
+UNKNOWN_NAMES: tuple[str, ...] = (
+    "cat", "dog", "person", "banana", "apple", "orange", "car", "bicycle", "chair", "sofa", "tree",
+    "bird", "horse", "phone", "umbrella", "clock", "shoe", "hat", "guitar", "pillow", "flower",
+    "scissors", "spoon", "fork", "bed", "window", "toilet", "television", "remote", "teddy bear",
+    "carrot", "pizza", "sandwich", "cake", "vase", "backpack", "kite", "skateboard", "elephant",
+    "giraffe", "zebra", "airplane", "truck", "boat", "bench", "sheep", "cow", "toothbrush",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class QueryOptions:
-    """How a training sample's query is drawn. Defaults reproduce the reference curriculum."""
+    """How a training sample's query is drawn. Defaults reproduce the reference curriculum.
+
+    ``unknown_ratio`` (not in the reference) is the share of object queries for a name that is
+    no category of the dataset at all: a word of ``unknown_names`` or, for ``random_name_share``
+    of them, a random string of 3-10 lower-case letters. Its target is ``{"objects": []}``.
+    Names equal (after :func:`norm`) to a ``vocabulary`` entry are never drawn.
+    """
 
     scene_ratio: float = 0.0  # reference: 0.0 in all three stages
     negative_ratio: float = 0.0  # reference: no negative queries
     case_insensitive: bool = False  # reference: exact strings
     vocabulary: tuple[str, ...] = ()  # categories negatives are drawn from
+    unknown_ratio: float = 0.0  # reference: no queries for names outside the vocabulary
+    unknown_names: tuple[str, ...] = UNKNOWN_NAMES
+    random_name_share: float = 0.3  # of the unknown-name queries: a random letter string
+
+
+def random_name(seed: int, epoch: int, index: int) -> str:
+    """A deterministic random lower-case "word" of 3-10 letters (an unknown-name query)."""
+    n = 3 + choice_index(8, seed, epoch, index, "random-name-length")
+    return "".join(chr(97 + choice_index(26, seed, epoch, index, f"random-name-{k}")) for k in range(n))
+
+
+def unknown_name(seed: int, epoch: int, index: int, options: QueryOptions) -> str:
+    """The unknown name of sample ``index`` (see :class:`QueryOptions`); never a vocabulary name."""
+    known = {norm(v) for v in options.vocabulary}
+    words = [w for w in options.unknown_names if norm(w) not in known]
+    if words and uniform_draw(seed, epoch, index, "random-name") >= options.random_name_share:
+        return words[choice_index(len(words), seed, epoch, index, "unknown-name")]
+    for attempt in range(8):
+        name = random_name(seed, epoch, index * 8 + attempt)
+        if norm(name) not in known:
+            return name
+    return "zzqxj"  # eight draws that all hit a category: practically never
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,12 +447,16 @@ def choose_query(
 ) -> Query:
     """Draw the query of sample ``index`` in ``epoch``, deterministically.
 
-    Scene query with probability ``scene_ratio``; otherwise a negative query (a vocabulary
-    category absent from the image) with probability ``negative_ratio`` when one exists;
-    otherwise one of :func:`categories` uniformly (over categories, not instances).
+    Scene query with probability ``scene_ratio``; otherwise a query for a name outside the
+    vocabulary with probability ``unknown_ratio`` (:func:`unknown_name`); otherwise a negative
+    query (a vocabulary category absent from the image) with probability ``negative_ratio`` when
+    one exists; otherwise one of :func:`categories` uniformly (over categories, not instances).
+    Every draw has its own salt, so an option left at 0 changes no other draw.
     """
     if options.scene_ratio > 0 and uniform_draw(seed, epoch, index, "scene") < options.scene_ratio:
         return Query(None, scene=True)
+    if options.unknown_ratio > 0 and uniform_draw(seed, epoch, index, "unknown") < options.unknown_ratio:
+        return Query(unknown_name(seed, epoch, index, options), negative=True)
     cats = categories(annotation, case_insensitive=options.case_insensitive)
     if options.negative_ratio > 0 and options.vocabulary and uniform_draw(seed, epoch, index, "negative") < options.negative_ratio:
         present = {norm(c) for c in cats} if options.case_insensitive else set(cats)
@@ -439,6 +483,7 @@ __all__ = [
     "TRAINING_PLACEHOLDER_PART_NAMES",
     "TRAINING_PSEUDO",
     "UNION_PSEUDO",
+    "UNKNOWN_NAMES",
     "box_bins",
     "build_target",
     "categories",
@@ -446,6 +491,8 @@ __all__ = [
     "choose_query",
     "norm",
     "point_bins",
+    "random_name",
     "sanitize_object",
     "uniform_draw",
+    "unknown_name",
 ]

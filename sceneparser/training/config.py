@@ -72,6 +72,11 @@ class DataSection(_Strict):
     negative_ratio: float = Field(
         0.0, ge=0.0, le=1.0, description="share of queries for a category absent from the image (target {\"objects\": []})"
     )
+    unknown_name_ratio: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="share of queries for a name that is no category of the data (a word of "
+        "sceneparser.data.targets.UNKNOWN_NAMES or a random letter string; target {\"objects\": []}). 0: off, as the reference",
+    )
     case_insensitive_categories: bool = Field(
         False, description="match query categories case-insensitively (reference: exact strings, docs/reference.md, *known-bugs*)"
     )
@@ -147,6 +152,11 @@ class TrainSection(_Strict):
         description="weight of the auxiliary attention-supervision loss: head 0 of the last language-model layer "
         "is trained to attend to the image tokens under the object at every object-box coordinate "
         "(sceneparser.training.grounding.attention_targets); needs model.attn_implementation: eager. 0: off",
+    )
+    attention_supervision_parts: bool = Field(
+        False,
+        description="attention supervision also at part-box coordinates (the part's tokens, or the cell of its "
+        "centre) and affordance points (the cell of the point); sceneparser.training.grounding.attention_targets",
     )
     tune_vision: bool = Field(True, description="train the vision tower (without the merger)")
     tune_merger: bool = Field(True, description="train the vision-language merger")

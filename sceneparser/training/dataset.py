@@ -147,7 +147,7 @@ class SceneParserTrainDataset:
             self.class_index = class_vocabulary(key(c) for names in per_image.values() for c in names)
             if not self.class_index:
                 raise InputError("no image in the training TSV has a named object: no token classes to learn")
-        if self.data.query_mode == "all" or self.data.negative_ratio > 0:
+        if self.data.query_mode == "all" or self.data.negative_ratio > 0 or self.data.unknown_name_ratio > 0:
             per_image = per_image if per_image is not None else self._scan_categories()
             self.vocabulary = tuple(sorted({c for names in per_image.values() for c in names}))
             if self.data.query_mode == "all":
@@ -196,6 +196,7 @@ class SceneParserTrainDataset:
                 negative_ratio=self.data.negative_ratio,
                 case_insensitive=self.data.case_insensitive_categories,
                 vocabulary=self.vocabulary,
+                unknown_ratio=self.data.unknown_name_ratio,
             )
             q = choose_query(annotation, seed=self.seed, epoch=self.epoch, index=index, options=options)
             if q.category is None and not q.scene:
@@ -218,7 +219,7 @@ class SceneParserTrainDataset:
             raise SkipSample("unreadable_row", f"row {image_index}: {type(exc).__name__}: {exc}") from None
         if not isinstance(annotation, dict):
             raise SkipSample("unreadable_row", f"row {image_index}: annotation is not a JSON object")
-        if not annotation.get("objects") and self.data.negative_ratio == 0:
+        if not annotation.get("objects") and self.data.negative_ratio == 0 and self.data.unknown_name_ratio == 0:
             raise SkipSample("no_objects", f"row {image_index}")
         query = self.draw_prompt(annotation, index, category)
         try:

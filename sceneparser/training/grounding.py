@@ -235,19 +235,40 @@ class TokenClassHead:
             raise ValueError("the saved token head has a box head, this one has none")
 
 
+def _cells_in_box(x0: float, y0: float, x1: float, y1: float, gh: int, gw: int) -> list[int]:
+    """Row-major indices of the grid cells whose centre lies inside the box (image fractions)."""
+    return [
+        r * gw + c
+        for r in range(gh)
+        for c in range(gw)
+        if x0 <= (c + 0.5) / gw <= x1 and y0 <= (r + 0.5) / gh <= y1
+    ]
+
+
+def _cell_at(x: float, y: float, gh: int, gw: int) -> int:
+    """Row-major index of the grid cell that holds the point (image fractions)."""
+    return min(gh - 1, max(0, int(y * gh))) * gw + min(gw - 1, max(0, int(x * gw)))
+
+
 def attention_targets(
     input_ids, labels, image_grid_thw, *, image_token_id: int, first_coord_id: int, merge_size: int, tokenizer,
-    num_bins: int = 1000,
+    num_bins: int = 1000, parts: bool = False,
 ) -> list[tuple[int, int, list[int]]]:
     """Attention-supervision targets of a batch: ``[(sample, query position, key positions)]``.
 
     For every object box of every answer (its four coordinates read from ``labels``), the
     position that *predicts* each coordinate (the token before it) is paired with the image-token
     positions whose cell centre lies inside that box, in the merged-token grid of the sample's
-    image. Part boxes and points are left out; boxes that cover no cell centre give no target.
+    image. Boxes that cover no cell centre give no target.
+
+    ``parts=True`` (issue 18; off by default) adds the part boxes and the affordance points: a
+    part box's coordinates are paired with the cells inside the part box or, for a part smaller
+    than a cell (a handle, a knob), the one cell that holds the box centre; a point's two
+    coordinates with the cell that holds the point. Without it, parts and points give no target.
     """
     out: list[tuple[int, int, list[int]]] = []
     grids = image_grid_thw.tolist() if hasattr(image_grid_thw, "tolist") else list(image_grid_thw)
+    scale = float(num_bins - 1)
     for b in range(len(input_ids)):
         ids = input_ids[b].tolist() if hasattr(input_ids[b], "tolist") else list(input_ids[b])
         labs = labels[b].tolist() if hasattr(labels[b], "tolist") else list(labels[b])
@@ -257,20 +278,42 @@ def attention_targets(
         if len(image_positions) != gh * gw:
             continue  # not one image of this grid (e.g. truncated): no target rather than a wrong one
         roles = coordinate_roles(ids, labs, first_coord_id, tokenizer, num_bins)
-        for j, (_, role) in enumerate(roles):
-            box_roles = roles[j : j + 4]
-            if role != "object_x1" or len(box_roles) < 4 or any(r != "object_box" for _, r in box_roles[1:]):
+        j = 0
+        while j < len(roles):
+            role = roles[j][1]
+            if role == "object_x1":
+                box_roles = roles[j : j + 4]
+                if len(box_roles) == 4 and all(r == "object_box" for _, r in box_roles[1:]):
+                    x0, y0, x1, y1 = ((ids[q] - first_coord_id) / scale for q, _ in box_roles)
+                    cells = [image_positions[k] for k in _cells_in_box(x0, y0, x1, y1, gh, gw)]
+                    if cells:
+                        out.extend((b, q - 1, cells) for q, _ in box_roles)
+                j += 1
                 continue
-            x0, y0, x1, y1 = ((ids[q] - first_coord_id) / (num_bins - 1) for q, _ in box_roles)
-            cells = [
-                image_positions[r * gw + c]
-                for r in range(gh)
-                for c in range(gw)
-                if x0 <= (c + 0.5) / gw <= x1 and y0 <= (r + 0.5) / gh <= y1
-            ]
-            if cells:
-                out.extend((b, q - 1, cells) for q, _ in box_roles)
+            if parts and role == "part_box":
+                box_roles = roles[j : j + 4]
+                if len(box_roles) == 4 and all(r == "part_box" for _, r in box_roles) and _consecutive(box_roles):
+                    x0, y0, x1, y1 = ((ids[q] - first_coord_id) / scale for q, _ in box_roles)
+                    grid_cells = _cells_in_box(x0, y0, x1, y1, gh, gw) or [_cell_at((x0 + x1) / 2, (y0 + y1) / 2, gh, gw)]
+                    cells = [image_positions[k] for k in grid_cells]
+                    out.extend((b, q - 1, cells) for q, _ in box_roles)
+                    j += 4
+                    continue
+            if parts and role == "point":
+                pt_roles = roles[j : j + 2]
+                if len(pt_roles) == 2 and pt_roles[1][1] == "point" and _consecutive(pt_roles):
+                    x, y = ((ids[q] - first_coord_id) / scale for q, _ in pt_roles)
+                    cells = [image_positions[_cell_at(x, y, gh, gw)]]
+                    out.extend((b, q - 1, cells) for q, _ in pt_roles)
+                    j += 2
+                    continue
+            j += 1
     return out
+
+
+def _consecutive(roles: Sequence[tuple[int, str]]) -> bool:
+    """The coordinate tokens sit next to each other (one box or point, not the ends of two)."""
+    return all(roles[k + 1][0] == roles[k][0] + 1 for k in range(len(roles) - 1))
 
 
 def attention_supervision_loss(attentions, targets, *, layer: int = -1, head: int = 0):
@@ -278,10 +321,17 @@ def attention_supervision_loss(attentions, targets, *, layer: int = -1, head: in
 
     ``attentions``: the model's per-layer attention probabilities ``(batch, heads, query, key)``
     (``output_attentions=True`` with eager attention). 0 (still differentiable) without targets.
+    All targets are gathered in one indexing operation and summed through a 0/1 mask, not one
+    small tensor operation per target (the part targets of ``attention_targets(parts=True)``
+    triple their number).
     """
     att = attentions[layer][:, head]
-    terms = [-torch.log(att[b, q, cells].sum().clamp(min=1e-6)) for b, q, cells in targets]
-    return torch.stack(terms).mean() if terms else att.sum() * 0.0
+    if not targets:
+        return att.sum() * 0.0
+    rows = att[[b for b, _, _ in targets], [q for _, q, _ in targets]]  # (targets, keys)
+    mask = torch.zeros(rows.shape, dtype=rows.dtype, device=rows.device)
+    mask[[i for i, (_, _, cells) in enumerate(targets) for _ in cells], [k for _, _, cells in targets for k in cells]] = 1
+    return -torch.log((rows * mask).sum(dim=-1).clamp(min=1e-6)).mean()
 
 
 __all__ = [

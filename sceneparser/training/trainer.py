@@ -214,6 +214,7 @@ class SceneParserTrainer(Trainer):
             inputs["input_ids"].cpu(), inputs["labels"].cpu(), inputs["image_grid_thw"].cpu(),
             image_token_id=self.sp_image_token_id, first_coord_id=tok.convert_tokens_to_ids("<0>"),
             merge_size=self.sp_image_processor.merge_size, tokenizer=tok,
+            parts=self.sp_train.attention_supervision_parts,
         )
         inputs["output_attentions"] = True
         loss, outputs = super().compute_loss(
