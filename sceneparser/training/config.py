@@ -158,6 +158,11 @@ class TrainSection(_Strict):
         description="attention supervision also at part-box coordinates (the part's tokens, or the cell of its "
         "centre) and affordance points (the cell of the point); sceneparser.training.grounding.attention_targets",
     )
+    attention_supervision_gather: bool = Field(
+        False,
+        description="compute the attention-supervision loss in one gather (same value up to float rounding, "
+        "11-32 % faster steps on CPU); off: the per-target form earlier runs were trained with",
+    )
     tune_vision: bool = Field(True, description="train the vision tower (without the merger)")
     tune_merger: bool = Field(True, description="train the vision-language merger")
     tune_llm: bool = Field(True, description="train the language model, embeddings and lm_head")

@@ -220,7 +220,7 @@ class SceneParserTrainer(Trainer):
         loss, outputs = super().compute_loss(
             model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
-        aux = attention_supervision_loss(outputs.attentions, targets)
+        aux = attention_supervision_loss(outputs.attentions, targets, gather=self.sp_train.attention_supervision_gather)
         self._attention_losses.append(float(aux.detach()))
         if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
             weight = weight / max(1, self.args.gradient_accumulation_steps)

@@ -53,6 +53,7 @@ def test_part_attention_targets_are_opt_in_and_cover_parts_and_points(train_tsv,
 
 def test_train_section_option_defaults_off():
     assert TrainSection().attention_supervision_parts is False
+    assert TrainSection().attention_supervision_gather is False
     assert DataSection().unknown_name_ratio == 0.0
 
 
@@ -84,9 +85,10 @@ def test_v2_preset_loads_with_the_levers_on_and_v1_untouched():
     v2 = load_config("default_model_v2")
     assert v2.data.negative_ratio > 0 and v2.data.unknown_name_ratio > 0
     assert v2.train.attention_supervision_parts and v2.model.attn_implementation == "eager"
+    assert v2.train.attention_supervision_gather
     v1 = load_config("default_model")
     assert v1.data.unknown_name_ratio == 0 and v1.data.negative_ratio == 0
-    assert not v1.train.attention_supervision_parts
+    assert not v1.train.attention_supervision_parts and not v1.train.attention_supervision_gather
     assert v1.stages[1]["train"]["max_steps"] == 15000
 
 
@@ -103,11 +105,14 @@ def test_attention_loss_in_one_gather_equals_the_per_target_sum():
     att = logits.softmax(-1)[:, 0]  # head 0 of the only layer
     per_target = torch.stack([-torch.log(att[b, q, cells].sum().clamp(min=1e-6)) for b, q, cells in targets]).mean()
     expected, = torch.autograd.grad(per_target, logits)
-    got_loss = attention_supervision_loss([logits.softmax(-1)], targets)
+    got_loss = attention_supervision_loss([logits.softmax(-1)], targets, gather=True)
     got, = torch.autograd.grad(got_loss, logits)
     assert abs(float(got_loss.detach()) - float(per_target.detach())) < 1e-5
     assert torch.allclose(got, expected, atol=1e-7)
     # a head that puts all its mass on one text token: -log(1e-6) for every target
     att2 = torch.zeros(1, 1, 5, 5)
     att2[0, 0, :, 0] = 1.0
-    assert attention_supervision_loss([att2], [(0, 4, [2, 3])]).item() > 13.0
+    assert attention_supervision_loss([att2], [(0, 4, [2, 3])], gather=True).item() > 13.0
+    # the default is the per-target form, bit for bit
+    plain = attention_supervision_loss([logits.softmax(-1)], targets)
+    assert float(plain.detach()) == float(per_target.detach())
