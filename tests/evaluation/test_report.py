@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,27 +18,6 @@ from sceneparser.evaluation.report import analyse_file, build_report
 from sceneparser.evaluation.report.analysis import Analysis
 
 
-# ------------------------------------------------------------------------------------------ data
-def real_eval_dir(tmp_path_factory) -> Path:
-    """A real eval folder: the shipped default model on 8 synthetic held-out images (made once per
-    session; tests/evaluation/test_report_browser.py uses the same folder)."""
-    base = tmp_path_factory.getbasetemp() / "report-real-eval"
-    res = base / "res"
-    if (res / "final_metrics.json").is_file():
-        return res
-    base.mkdir(parents=True, exist_ok=True)
-    cli = [sys.executable, "-m", "sceneparser.cli"]
-    subprocess.run(cli + ["synth", "--out", str(base / "data"), "--num-images", "8", "--seed", "2000"],
-                   check=True, capture_output=True)
-    subprocess.run(cli + ["eval", "--data", str(base / "data" / "train.jsonl"), "--image-root", str(base / "data"),
-                          "--out", str(res), "--limit", "8", "--max-new-tokens", "512", "--no-progress"],
-                   check=True, capture_output=True)
-    return res
-
-
-@pytest.fixture(scope="module")
-def real_eval(tmp_path_factory):
-    return real_eval_dir(tmp_path_factory)
 
 
 def _aff(action, point=None, region=None):

@@ -16,8 +16,6 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -40,30 +38,14 @@ def _missing() -> str | None:
     return None
 
 
-def real_eval_dir(tmp_path_factory) -> Path:
-    """The eval folder of test_report.py (same place, made once per session by whichever runs first)."""
-    base = tmp_path_factory.getbasetemp() / "report-real-eval"
-    res = base / "res"
-    if (res / "final_metrics.json").is_file():
-        return res
-    base.mkdir(parents=True, exist_ok=True)
-    cli = [sys.executable, "-m", "sceneparser.cli"]
-    subprocess.run(cli + ["synth", "--out", str(base / "data"), "--num-images", "8", "--seed", "2000"],
-                   check=True, capture_output=True)
-    subprocess.run(cli + ["eval", "--data", str(base / "data" / "train.jsonl"), "--image-root", str(base / "data"),
-                          "--out", str(res), "--limit", "8", "--max-new-tokens", "512", "--no-progress"],
-                   check=True, capture_output=True)
-    return res
-
-
 @pytest.fixture(scope="module")
-def report_file(tmp_path_factory):
+def report_file(tmp_path_factory, real_eval):
     reason = _missing()
     if reason:
         if os.environ.get("CI"):
             pytest.fail(f"browser test cannot run in CI: {reason}")
         pytest.skip(reason)
-    res = real_eval_dir(tmp_path_factory)
+    res = real_eval
     return build_report(res, tmp_path_factory.mktemp("report") / "report.html", num_examples=4).path
 
 
