@@ -88,7 +88,7 @@ class IntakeMiddleware:
                 "(start the server with a larger --max-request-bytes)", "too_large", declared=declared)
         if self.reading >= self.max_reading:
             return await self._refuse(scope, receive, send, 503, "the server is busy receiving other requests; retry",
-                                      "busy", declared=declared, headers={"Retry-After": "1"})
+                                      "busy", drain=False, headers={"Retry-After": "1"})
         self.reading += 1
         try:
             body = await asyncio.wait_for(self._read_body(receive), timeout=self._deadline(declared))
