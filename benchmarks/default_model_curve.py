@@ -65,6 +65,8 @@ def points(run: Path, every: int) -> list[tuple[str, int, Path]]:
         if (out / "model.safetensors").is_file():
             steps = [r["step"] for r in read_log(out / "log.jsonl") if "step" in r]
             done += max(steps) if steps else 0
+            if k == 1:  # the last checkpoint of stage 1 is the stage-1 output: score it once
+                chosen = [c for c in chosen if c[1] != done]
             chosen.append((f"stage {k} output", done, out))
     return chosen
 

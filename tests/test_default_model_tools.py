@@ -72,6 +72,16 @@ def _fake_run(tmp_path: Path) -> Path:
 
 def test_curve_points_every_nth_checkpoint_then_the_stage_outputs(curve, tmp_path):
     run = _fake_run(tmp_path)
+    got = [(label, step, path.name) for label, step, path in curve.points(run, 400)]
+    assert got == [
+        ("stage 1", 400, "checkpoint-400"),
+        ("stage 1", 800, "checkpoint-800"),
+        ("stage 1", 1200, "checkpoint-1200"),
+        ("stage 1", 1600, "checkpoint-1600"),
+        ("stage 1 output", 2000, "stage1"),  # checkpoint-2000 is the same model: scored once
+        ("stage 2 output", 2200, "stage2"),
+        ("stage 3 output", 2400, "stage3"),
+    ]
     got = [(label, step, path.name) for label, step, path in curve.points(run, 800)]
     assert got == [
         ("stage 1", 800, "checkpoint-800"),
