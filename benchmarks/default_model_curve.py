@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--run", required=True, help="work directory of scripts/train_default_model.sh")
     ap.add_argument("--data", required=True, help="val.jsonl of a synthetic folder (a selection seed)")
     ap.add_argument("--image-root", required=True)
-    ap.add_argument("--every", type=int, default=2000, help="score every N-th stage-1 step (default 2000)")
+    ap.add_argument("--every", type=int, default=2000, help="score the stage-1 checkpoints whose step is a multiple of N (checkpoints come every 400 steps; default 2000)")
     ap.add_argument("--limit", type=int, default=100, help="images scored per point (default 100)")
     ap.add_argument("--window", type=int, default=500, help="training-loss window in steps (default 500)")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, step, model) in enumerate(points(run, args.every)):
             metrics = score(model, args.data, args.image_root, args.limit, Path(tmp) / f"eval{i}")
-            in_stage1 = label == "stage 1"
+            in_stage1 = label in ("stage 1", "stage 1 output")
             row = {"point": label, "step": step, "model": str(model),
                    "learning_rate": learning_rate(log1, step) if in_stage1 else None,
                    "loss": window(log1, step, "loss", args.window) if in_stage1 else None,
