@@ -85,6 +85,13 @@ def _model_and_pixels(args: argparse.Namespace) -> tuple[str, int, int]:
         path = resolve_model_path(None)  # a clear error when no default model is installed
         model = str(path)
         lo, hi = model_pixel_range(path, (lo, hi))
+    elif args.min_pixels is None and args.max_pixels is None and os.path.isdir(model):
+        own = model_pixel_range(model, (lo, hi))
+        if own[1] < lo or own[1] * 4 <= hi:  # e.g. a small model trained at 224x168
+            print(f"note: {model} was saved with max_pixels {own[1]} (its preprocessor_config.json); this "
+                  f"evaluation resizes to the reference range {lo}..{hi}, as the released checkpoint expects. "
+                  f"To score it at its own size pass --min-pixels {own[0]} --max-pixels {own[1]}",
+                  file=sys.stderr)
     return (
         model,
         args.min_pixels if args.min_pixels is not None else lo,

@@ -178,3 +178,30 @@ def test_eval_without_model_uses_the_default_model_or_says_none_is_installed(tmp
     # a named model keeps the reference driver's range
     cfg = config_from_args(argparse.Namespace(**{**base, "model": "some/dir", "min_pixels": None, "max_pixels": None}))
     assert (cfg.model, cfg.min_pixels, cfg.max_pixels) == ("some/dir", 12544, 2007040)
+
+
+def test_a_small_named_model_gets_the_reference_range_with_a_note(tmp_path, capsys):
+    """`eval --model DIR` keeps the reference pixel range (the published protocol), but says so when
+    the model was saved at a far smaller size, and how to score it at its own."""
+    import argparse
+
+    from sceneparser.commands.eval import _model_and_pixels
+    from sceneparser.evaluation.runner import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "preprocessor_config.json").write_text(json.dumps({"min_pixels": 3136, "max_pixels": 37632}))
+
+    def ask(**flags):
+        args = argparse.Namespace(model=str(small), backend="hf", min_pixels=None, max_pixels=None, remote_model=None,
+                                  base_url=None)
+        vars(args).update(flags)
+        return _model_and_pixels(args), capsys.readouterr().err
+
+    (model, lo, hi), err = ask()
+    assert (model, lo, hi) == (str(small), DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS)  # numbers unchanged
+    assert "--min-pixels 3136 --max-pixels 37632" in err
+    (_, lo, hi), err = ask(min_pixels=3136, max_pixels=37632)
+    assert (lo, hi) == (3136, 37632) and err == ""
+    (small / "preprocessor_config.json").write_text(json.dumps({"min_pixels": 3136, "max_pixels": 12845056}))
+    assert ask()[1] == ""  # a full-size checkpoint: nothing to say
