@@ -191,8 +191,8 @@ def main(argv=None) -> int:
         r = ask(image, None)  # the whole-scene query: few or no objects, not invented ones
         c["photo_scene_queries"] += 1
         c["photo_scene_empty"] += is_empty(r)
-        c["photo_scene_objects"] += len(predicted_boxes(r))
         answers["<scene>"] = len(predicted_boxes(r))
+        c["photo_scene_objects"] += answers["<scene>"]
         photo_answers[name] = answers
 
     def rate(a, b):

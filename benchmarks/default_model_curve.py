@@ -1,8 +1,8 @@
 """Learning curve of a default-model run: held-out scores of its checkpoints, next to the training loss.
 
 A run of ``scripts/train_default_model.sh`` keeps a complete model directory every 400 steps
-(``model/stage1/checkpoint-N``) and one per stage (``model/stageK``). This script scores every
-``--every``-th stage-1 checkpoint and the three stage outputs with ``sceneparser eval`` (object
+(``model/stage1/checkpoint-N``) and one per stage (``model/stageK``). This script scores the chosen
+stage-1 checkpoints and the three stage outputs with the ``sceneparser eval`` runner (object
 level, the recipe's input size) on the first ``--limit`` images of a synthetic folder, and prints a
 Markdown table: step, learning rate, mean training loss and attention loss over the ``--window``
 logged steps before it, L1, L2, L3, ParseRate.
@@ -21,15 +21,21 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from sceneparser.evaluation.runner import EvalConfig, run_eval
 from sceneparser.io import write_json
 
-EVAL_ARGS = ["--level", "object", "--min-pixels", "3136", "--max-pixels", "37632", "--max-new-tokens", "512",
-             "--batch-size", "16", "--overwrite", "--no-progress"]
+
+def score(model: Path, data: str, image_root: str, limit: int, out: Path) -> dict:
+    """Object-level eval at the recipe's input size (224x168), in this process."""
+    outcome = run_eval(EvalConfig(model=str(model), data=data, out=str(out), image_root=image_root, level="object",
+                                  batch_size=16, max_new_tokens=512, limit=limit, device="cpu", min_pixels=3136,
+                                  max_pixels=37632, overwrite=True, fsync=False, progress=False),
+                       log=lambda msg: None)
+    return dict(outcome.final)
 
 
 def read_log(path: Path) -> list[dict]:
@@ -46,13 +52,6 @@ def window(log: list[dict], step: int, key: str, size: int) -> float | None:
 def learning_rate(log: list[dict], step: int) -> float | None:
     before = [r for r in log if "learning_rate" in r and r.get("step", -1) <= step]
     return before[-1]["learning_rate"] if before else None
-
-
-def score(model: Path, data: str, image_root: str, limit: int, out: Path) -> dict:
-    cmd = [sys.executable, "-c", "import sys; from sceneparser.cli import main; sys.exit(main())", "eval", "--model", str(model), "--data", data,
-           "--image-root", image_root, "--out", str(out), "--limit", str(limit), *EVAL_ARGS]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((out / "final_metrics.json").read_text())
 
 
 def points(run: Path, every: int) -> list[tuple[str, int, Path]]:
