@@ -205,6 +205,9 @@ class RuntimeSection(_Strict):
     ddp_backend: str | None = Field(None, description="nccl / gloo; None: gloo on CPU, nccl on GPU")
     disable_tqdm: bool = False
     use_cpu: bool = Field(False, description="train on the CPU even when a GPU is visible")
+    torch_compile: bool = Field(
+        False, description="wrap the model in torch.compile (TrainingArguments.torch_compile); off by default"
+    )
 
 
 class TrainingConfig(_Strict):

@@ -273,6 +273,7 @@ def training_arguments(cfg: TrainingConfig, output_dir: Path, on_cpu: bool):
         ddp_backend=ddp_backend,
         ddp_find_unused_parameters=False,
         deepspeed=deepspeed,
+        torch_compile=r.torch_compile,
         eval_strategy="no",
     )
 

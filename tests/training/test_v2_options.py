@@ -118,3 +118,13 @@ def test_attention_loss_in_one_gather_equals_the_per_target_sum():
     # the default is the per-target form, bit for bit
     plain = attention_supervision_loss([logits.softmax(-1)], targets)
     assert float(plain.detach()) == float(per_target.detach())
+
+
+def test_torch_compile_option_reaches_the_trainer_arguments(tmp_path):
+    from sceneparser.training.config import load_config
+    from sceneparser.training.stage import training_arguments
+
+    cfg = load_config("default_model_v2").for_stage(1)
+    assert training_arguments(cfg, tmp_path, on_cpu=True).torch_compile is False  # off by default
+    on = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"torch_compile": True})})
+    assert training_arguments(on, tmp_path, on_cpu=True).torch_compile is True
