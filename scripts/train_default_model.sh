@@ -4,9 +4,9 @@
 #
 #   scripts/train_default_model.sh [--v2] [--ship] [--work DIR] [--] [extra 'sceneparser train' args]
 #
-# --v2 trains the issue-18 candidate instead (preset default_model_v2, docs/default_model.md "v2
-# plan"): training scenes with --multi-instance-rate 0.15 (MULTI_INSTANCE_RATE; run 6: 0.35 and
-# ROTATE_RATE=0.5), work dir
+# --v2 trains the issue-18 candidate instead (preset default_model_v2, docs/default_model.md "v2",
+# run 7's recipe): training scenes with --multi-instance-rate 0.15 (env MULTI_INSTANCE_RATE; run 6
+# used 0.35 and ROTATE_RATE=0.5), work dir
 # /tmp/default_model_v2_run, held-out seed 4000, and after the evaluation the issue-18 checks
 # (benchmarks/default_model_checks.py: multi-instance recall, empty answers for absent and
 # unknown names, also on real photos when PHOTOS names a folder or scikit-image's wheel).
