@@ -208,11 +208,20 @@ class _Dist:
         dist.all_gather_object(box, obj)
         return box
 
-    def close(self) -> None:
+    def close(self, *, sync: bool = True) -> None:
+        """Leave the process group. With ``sync`` (the normal end of a run) every rank waits at a
+        barrier first, so no rank tears its gloo connections down while a peer still uses them (a
+        rank that left early could abort with "terminate called without an active exception").
+        After an error there is no barrier: a peer that failed may never reach it."""
         if self.torchrun:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if sync:
+                    try:
+                        dist.barrier()
+                    except RuntimeError:  # a peer went away: nothing left to wait for
+                        pass
                 dist.destroy_process_group()
 
 
@@ -408,9 +417,12 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None, log: Callable[[
     _validate(cfg)
     dist = _dist_context(cfg)
     try:
-        return _run(cfg, dist, backend, log, t_start)
-    finally:
-        dist.close()
+        outcome = _run(cfg, dist, backend, log, t_start)
+    except BaseException:
+        dist.close(sync=False)
+        raise
+    dist.close()
+    return outcome
 
 
 def _run(cfg: EvalConfig, dist: _Dist, backend: Any, log: Callable[[str], None], t_start: float) -> EvalOutcome:
