@@ -158,6 +158,13 @@ class TrainSection(_Strict):
         description="attention supervision also at part-box coordinates (the part's tokens, or the cell of its "
         "centre) and affordance points (the cell of the point); sceneparser.training.grounding.attention_targets",
     )
+    attention_supervision_part_head: int | None = Field(
+        None,
+        ge=1,
+        description="with attention_supervision_parts: supervise the part-box and affordance-point targets on this "
+        "head of the last layer (a mean of their own, added to head 0's object loss) instead of mixing them "
+        "into head 0's object targets. None: one head for all (run 6)",
+    )
     attention_supervision_gather: bool = Field(
         False,
         description="compute the attention-supervision loss in one gather (same value up to float rounding, "

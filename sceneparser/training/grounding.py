@@ -266,7 +266,33 @@ def attention_targets(
     than a cell (a handle, a knob), the one cell that holds the box centre; a point's two
     coordinates with the cell that holds the point. Without it, parts and points give no target.
     """
-    out: list[tuple[int, int, list[int]]] = []
+    found = _tagged_targets(input_ids, labels, image_grid_thw, image_token_id=image_token_id,
+                            first_coord_id=first_coord_id, merge_size=merge_size, tokenizer=tokenizer,
+                            num_bins=num_bins, parts=parts)
+    return [(b, q, cells) for b, q, cells, _ in found]
+
+
+def object_and_part_targets(
+    input_ids, labels, image_grid_thw, *, image_token_id: int, first_coord_id: int, merge_size: int, tokenizer,
+    num_bins: int = 1000,
+) -> tuple[list[tuple[int, int, list[int]]], list[tuple[int, int, list[int]]]]:
+    """``attention_targets(parts=True)`` in two lists: the object-box targets and the part-box /
+    affordance-point targets, each in batch order (``train.attention_supervision_part_head`` puts
+    the second list on a head of its own)."""
+    found = _tagged_targets(input_ids, labels, image_grid_thw, image_token_id=image_token_id,
+                            first_coord_id=first_coord_id, merge_size=merge_size, tokenizer=tokenizer,
+                            num_bins=num_bins, parts=True)
+    objects = [(b, q, cells) for b, q, cells, is_part in found if not is_part]
+    part_list = [(b, q, cells) for b, q, cells, is_part in found if is_part]
+    return objects, part_list
+
+
+def _tagged_targets(
+    input_ids, labels, image_grid_thw, *, image_token_id: int, first_coord_id: int, merge_size: int, tokenizer,
+    num_bins: int, parts: bool,
+) -> list[tuple[int, int, list[int], bool]]:
+    """The targets of :func:`attention_targets`, each tagged ``True`` when it is a part box's or a point's."""
+    out: list[tuple[int, int, list[int], bool]] = []
     grids = image_grid_thw.tolist() if hasattr(image_grid_thw, "tolist") else list(image_grid_thw)
     scale = float(num_bins - 1)
     for b in range(len(input_ids)):
@@ -287,7 +313,7 @@ def attention_targets(
                     x0, y0, x1, y1 = ((ids[q] - first_coord_id) / scale for q, _ in box_roles)
                     cells = [image_positions[k] for k in _cells_in_box(x0, y0, x1, y1, gh, gw)]
                     if cells:
-                        out.extend((b, q - 1, cells) for q, _ in box_roles)
+                        out.extend((b, q - 1, cells, False) for q, _ in box_roles)
                 j += 1
                 continue
             if parts and role == "part_box":
@@ -296,7 +322,7 @@ def attention_targets(
                     x0, y0, x1, y1 = ((ids[q] - first_coord_id) / scale for q, _ in box_roles)
                     grid_cells = _cells_in_box(x0, y0, x1, y1, gh, gw) or [_cell_at((x0 + x1) / 2, (y0 + y1) / 2, gh, gw)]
                     cells = [image_positions[k] for k in grid_cells]
-                    out.extend((b, q - 1, cells) for q, _ in box_roles)
+                    out.extend((b, q - 1, cells, True) for q, _ in box_roles)
                     j += 4
                     continue
             if parts and role == "point":
@@ -304,7 +330,7 @@ def attention_targets(
                 if len(pt_roles) == 2 and pt_roles[1][1] == "point" and _consecutive(pt_roles):
                     x, y = ((ids[q] - first_coord_id) / scale for q, _ in pt_roles)
                     cells = [image_positions[_cell_at(x, y, gh, gw)]]
-                    out.extend((b, q - 1, cells) for q, _ in pt_roles)
+                    out.extend((b, q - 1, cells, True) for q, _ in pt_roles)
                     j += 2
                     continue
             j += 1
@@ -346,6 +372,7 @@ __all__ = [
     "TokenClassHead",
     "attention_supervision_loss",
     "attention_targets",
+    "object_and_part_targets",
     "class_vocabulary",
     "token_box_map",
     "token_class_map",

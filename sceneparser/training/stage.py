@@ -340,9 +340,29 @@ def check_stage_settings(cfg: TrainingConfig, where: str = "") -> DeepSpeedPlan 
             f"train.attention_supervision_weight needs the attention probabilities: set "
             f"model.attn_implementation=eager{at}"
         )
+    if cfg.train.attention_supervision_part_head is not None and not (attention and cfg.train.attention_supervision_parts):
+        at = f" ({where})" if where else ""
+        raise InputError(
+            f"train.attention_supervision_part_head puts the part targets on a head of their own: it needs "
+            f"train.attention_supervision_weight > 0 and train.attention_supervision_parts=true{at}"
+        )
     check_deepspeed_settings(plan, aux_losses=AuxLosses.of(cfg).token_classes, attention_supervision=attention,
                              where=where)
     return plan
+
+
+def check_part_head(cfg: TrainingConfig, model) -> None:
+    """``train.attention_supervision_part_head`` names a head the language model has."""
+    head = cfg.train.attention_supervision_part_head
+    if head is None:
+        return
+    config = getattr(model.config, "text_config", None) or model.config
+    heads = int(getattr(config, "num_attention_heads", 0) or 0)
+    if heads and head >= heads:
+        raise InputError(
+            f"train.attention_supervision_part_head={head}: the language model has {heads} attention heads "
+            f"(0..{heads - 1}; head 0 holds the object targets)"
+        )
 
 
 def prepare_model(cfg: TrainingConfig, source: str, args=None):
@@ -365,6 +385,7 @@ def prepare_model(cfg: TrainingConfig, source: str, args=None):
         model = partition(model, ds_config.config)
     else:
         model, processor = load_initial_model(cfg, source)
+    check_part_head(cfg, model)
     apply_pixel_limits(processor, cfg.data.min_pixels, cfg.data.max_pixels)
     return model, processor
 

@@ -30,7 +30,7 @@ from transformers import Trainer
 from sceneparser.model.patchify import materialise
 from sceneparser.training.checkpoints import TOKEN_HEAD_FILE
 from sceneparser.training.config import TrainSection
-from sceneparser.training.grounding import attention_supervision_loss, attention_targets
+from sceneparser.training.grounding import attention_supervision_loss, attention_targets, object_and_part_targets
 from sceneparser.training.params import parameter_groups
 
 logger = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class SceneParserTrainer(Trainer):
         self.sp_tokenizer = sp_tokenizer
         self.sp_image_token_id = sp_image_token_id
         self._attention_losses: list[float] = []
+        self._part_attention_losses: list[float] = []  # train.attention_supervision_part_head
         self.sp_train = sp_train or TrainSection()
         self.sp_image_processor = sp_image_processor
         #: sceneparser.training.grounding.TokenClassHead when train.token_class_loss_weight > 0
@@ -210,18 +211,30 @@ class SceneParserTrainer(Trainer):
         if self.sp_tokenizer is None or self.sp_image_token_id is None or self.sp_image_processor is None:
             raise ValueError("attention supervision needs sp_tokenizer, sp_image_token_id and sp_image_processor")
         tok = self.sp_tokenizer
-        targets = attention_targets(
-            inputs["input_ids"].cpu(), inputs["labels"].cpu(), inputs["image_grid_thw"].cpu(),
-            image_token_id=self.sp_image_token_id, first_coord_id=tok.convert_tokens_to_ids("<0>"),
-            merge_size=self.sp_image_processor.merge_size, tokenizer=tok,
-            parts=self.sp_train.attention_supervision_parts,
-        )
+        cfg = self.sp_train
+        part_head = cfg.attention_supervision_part_head if cfg.attention_supervision_parts else None
+        batch = (inputs["input_ids"].cpu(), inputs["labels"].cpu(), inputs["image_grid_thw"].cpu())
+        where = dict(image_token_id=self.sp_image_token_id, first_coord_id=tok.convert_tokens_to_ids("<0>"),
+                     merge_size=self.sp_image_processor.merge_size, tokenizer=tok)
+        if part_head is None:
+            targets = attention_targets(*batch, parts=cfg.attention_supervision_parts, **where)
+        else:
+            objects, parts = object_and_part_targets(*batch, **where)
         inputs["output_attentions"] = True
         loss, outputs = super().compute_loss(
             model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
-        aux = attention_supervision_loss(outputs.attentions, targets, gather=self.sp_train.attention_supervision_gather)
-        self._attention_losses.append(float(aux.detach()))
+        if part_head is None:
+            aux = attention_supervision_loss(outputs.attentions, targets, gather=cfg.attention_supervision_gather)
+            self._attention_losses.append(float(aux.detach()))
+        else:  # objects on head 0, parts and points on a head of their own, each its own mean
+            aux = attention_supervision_loss(outputs.attentions, objects, gather=cfg.attention_supervision_gather)
+            part_aux = attention_supervision_loss(
+                outputs.attentions, parts, head=part_head, gather=cfg.attention_supervision_gather
+            )
+            self._attention_losses.append(float(aux.detach()))
+            self._part_attention_losses.append(float(part_aux.detach()))
+            aux = aux + part_aux
         if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
             weight = weight / max(1, self.args.gradient_accumulation_steps)
         loss = loss + weight * aux
@@ -247,6 +260,9 @@ class SceneParserTrainer(Trainer):
         if self._attention_losses and "loss" in logs:
             logs["attention_loss"] = round(sum(self._attention_losses) / len(self._attention_losses), 4)
             self._attention_losses.clear()
+        if self._part_attention_losses and "loss" in logs:
+            logs["part_attention_loss"] = round(sum(self._part_attention_losses) / len(self._part_attention_losses), 4)
+            self._part_attention_losses.clear()
         if self._token_class_losses and "loss" in logs:
             logs["token_class_loss"] = round(sum(self._token_class_losses) / len(self._token_class_losses), 4)
             self._token_class_losses.clear()

@@ -87,7 +87,7 @@ def test_v2_preset_loads_with_the_levers_on_and_v1_untouched():
     # run 8's recipe (run 7's with half the empty answers): part attention targets off (run 6 had them on), the one-gather loss on
     assert not v2.train.attention_supervision_parts and v2.model.attn_implementation == "eager"
     assert v2.train.attention_supervision_gather
-    assert v2.stages[1]["train"]["max_steps"] == v2.train.max_steps == 17500
+    assert v2.stages[1]["train"]["max_steps"] == v2.train.max_steps == 16000
     v1 = load_config("default_model")
     assert v1.data.unknown_name_ratio == 0 and v1.data.negative_ratio == 0
     assert not v1.train.attention_supervision_parts and not v1.train.attention_supervision_gather
@@ -128,3 +128,60 @@ def test_torch_compile_option_reaches_the_trainer_arguments(tmp_path):
     assert training_arguments(cfg, tmp_path, on_cpu=True).torch_compile is False  # off by default
     on = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"torch_compile": True})})
     assert training_arguments(on, tmp_path, on_cpu=True).torch_compile is True
+
+
+def test_object_and_part_targets_split_the_targets_with_parts(train_tsv, tiny_processor):
+    from sceneparser.training.grounding import attention_targets, object_and_part_targets
+    from sceneparser.training.roles import coordinate_roles
+
+    batch = _batch(train_tsv, tiny_processor)
+    tok = tiny_processor.tokenizer
+    c0 = tok.convert_tokens_to_ids("<0>")
+    kw = dict(image_token_id=tiny_processor.image_token_id, first_coord_id=c0, merge_size=2, tokenizer=tok)
+    args = (batch["input_ids"], batch["labels"], batch["image_grid_thw"])
+    objects, parts = object_and_part_targets(*args, **kw)
+    assert objects == attention_targets(*args, **kw)  # head 0 keeps exactly the default targets
+    with_parts = attention_targets(*args, parts=True, **kw)
+    assert parts == [t for t in with_parts if t not in objects] and len(objects) + len(parts) == len(with_parts)
+    for b, q, _ in parts:
+        roles = dict(coordinate_roles(batch["input_ids"][b].tolist(), batch["labels"][b].tolist(), c0, tok))
+        assert roles[q + 1] in ("part_box", "point")
+
+
+def test_part_head_needs_part_targets_and_a_head_the_model_has(tmp_path, train_tsv, fast_overrides):
+    import pytest
+
+    from sceneparser.errors import InputError
+    from sceneparser.training.config import load_config, resolve_stage
+    from sceneparser.training.stage import train_stage
+
+    base = fast_overrides + ["train.attention_supervision_weight=1.0", "model.attn_implementation=eager"]
+    assert TrainSection().attention_supervision_part_head is None
+    cfg, init = resolve_stage(load_config("tiny", base + ["train.attention_supervision_part_head=1"]), 1)
+    with pytest.raises(InputError, match="attention_supervision_parts=true"):
+        train_stage(cfg, train_tsv, tmp_path / "a", init=init, stage=1)
+    cfg, init = resolve_stage(load_config("tiny", base + ["train.attention_supervision_parts=true",
+                                                          "train.attention_supervision_part_head=64"]), 1)
+    with pytest.raises(InputError, match="attention heads"):
+        train_stage(cfg, train_tsv, tmp_path / "b", init=init, stage=1)
+
+
+def test_part_targets_on_their_own_head_train_and_log_their_loss(tmp_path, train_tsv, fast_overrides):
+    import math
+
+    from sceneparser.training.config import load_config, resolve_stage
+    from sceneparser.training.stage import train_stage
+
+    overrides = fast_overrides + ["train.attention_supervision_weight=1.0", "model.attn_implementation=eager",
+                                  "train.attention_supervision_parts=true", "train.attention_supervision_part_head=1",
+                                  "train.attention_supervision_gather=true",
+                                  "train.max_steps=12", "runtime.logging_steps=1", "train.learning_rate=0.01"]
+    cfg, init = resolve_stage(load_config("tiny", overrides), 1)
+    out = tmp_path / "s1"
+    assert train_stage(cfg, train_tsv, out, init=init, stage=1).global_step == 12
+    log = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+    objects = [e["attention_loss"] for e in log if "attention_loss" in e]
+    parts = [e["part_attention_loss"] for e in log if "part_attention_loss" in e]
+    assert len(objects) >= 10 and len(parts) >= 10
+    assert all(math.isfinite(v) for v in objects + parts)
+    assert sum(parts[-3:]) / 3 < sum(parts[:3]) / 3  # head 1 learns to look at the parts
