@@ -2,7 +2,7 @@
 # Train the shipped default model from scratch (issue 8), evaluate it on held-out synthetic scenes
 # and (with --ship) copy it to sceneparser/assets/default_model/.
 #
-#   scripts/train_default_model.sh [--v2] [--ship] [--work DIR] [--] [extra 'sceneparser train' args]
+#   scripts/train_default_model.sh [--v2] [--ship] [--work DIR] [--final-stage N] [--] [extra 'sceneparser train' args]
 #
 # --v2 trains the issue-18 candidate instead (preset default_model_v2, docs/default_model.md "v2",
 # run 7's recipe): training scenes with --multi-instance-rate 0.15 (env MULTI_INSTANCE_RATE; run 6
@@ -11,6 +11,10 @@
 # (benchmarks/default_model_checks.py: multi-instance recall, empty answers for absent and
 # unknown names, also on real photos when PHOTOS names a folder or scikit-image's wheel).
 # Without --v2 the script runs the v1 recipe exactly as before.
+#
+# --final-stage N (1, 2 or 3; default 3) trains the curriculum up to stage N only and evaluates,
+# checks and ships the output of stage N (the choice is made on a selection seed, never on the
+# held-out one; docs/default_model.md).
 #
 # Everything is written under the work directory (default /tmp/default_model_run); nothing but
 # the shipped model (with --ship) goes into the repository. Steps:
@@ -29,11 +33,13 @@ set -euo pipefail
 WORK=""
 SHIP=0
 V2=0
+FINAL_STAGE=3
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --v2) V2=1; shift ;;
     --ship) SHIP=1; shift ;;
     --work) WORK="$2"; shift 2 ;;
+    --final-stage) FINAL_STAGE="$2"; shift 2 ;;
     --) shift; break ;;
     *) break ;;
   esac
@@ -54,6 +60,13 @@ fi
 TRAIN_IMAGES="${TRAIN_IMAGES:-8000}"
 TRAIN_SEED="${TRAIN_SEED:-1000}"
 HELDOUT_IMAGES="${HELDOUT_IMAGES:-300}"
+case "$FINAL_STAGE" in
+  1) STAGES=(--stages 1) ;;
+  2) STAGES=(--stages 1,2) ;;
+  3) STAGES=() ;;
+  *) echo "--final-stage must be 1, 2 or 3, not $FINAL_STAGE" >&2; exit 2 ;;
+esac
+FINAL="$WORK/model/stage$FINAL_STAGE"
 if [[ "$TRAIN_SEED" == "$HELDOUT_SEED" ]]; then
   echo "the held-out seed must differ from the training seed" >&2; exit 2
 fi
@@ -69,22 +82,22 @@ fi
 
 echo "[$(date -u +%T)] training"
 sceneparser train --curriculum "$PRESET" --data "$WORK/tsv_train" --output-dir "$WORK/model" \
-  --resume auto --cpu "$@"
+  --resume auto --cpu ${STAGES[@]+"${STAGES[@]}"} "$@"
 
 if [[ ! -f "$WORK/synth_heldout/val.jsonl" ]]; then
   sceneparser synth --out "$WORK/synth_heldout" --num-images "$HELDOUT_IMAGES" --seed "$HELDOUT_SEED" \
     --val-fraction 1.0 --workers 1 --no-progress
 fi
 
-echo "[$(date -u +%T)] held-out evaluation"
-sceneparser eval --model "$WORK/model/stage3" --data "$WORK/synth_heldout/val.jsonl" \
+echo "[$(date -u +%T)] held-out evaluation of $FINAL"
+sceneparser eval --model "$FINAL" --data "$WORK/synth_heldout/val.jsonl" \
   --image-root "$WORK/synth_heldout" --out "$WORK/eval_heldout" --level object \
   --min-pixels 3136 --max-pixels 37632 --max-new-tokens 512 --batch-size 16 --overwrite --no-progress
 cat "$WORK/eval_heldout/final_metrics.json"; echo
 
 if [[ "$V2" == 1 ]]; then
   echo "[$(date -u +%T)] issue-18 checks (seed $HELDOUT_SEED)"
-  python3 "$REPO/benchmarks/default_model_checks.py" --model "$WORK/model/stage3" --seed "$HELDOUT_SEED" \
+  python3 "$REPO/benchmarks/default_model_checks.py" --model "$FINAL" --seed "$HELDOUT_SEED" \
     --num-images 100 --threads 2 ${PHOTOS:+--photos "$PHOTOS"} --json "$WORK/checks.json"
 fi
 
@@ -93,7 +106,7 @@ if [[ "$SHIP" == 1 ]]; then
   mkdir -p "$DEST"
   for f in config.json generation_config.json model.safetensors preprocessor_config.json \
            tokenizer.json tokenizer_config.json chat_template.jinja sceneparser.json; do
-    if [[ -f "$WORK/model/stage3/$f" ]]; then cp "$WORK/model/stage3/$f" "$DEST/$f"; fi
+    if [[ -f "$FINAL/$f" ]]; then cp "$FINAL/$f" "$DEST/$f"; fi
   done
   echo "[$(date -u +%T)] shipped to $DEST (write MODEL_CARD.md with the numbers above)"
 fi

@@ -97,3 +97,14 @@ def test_curve_loss_window_and_learning_rate(curve, tmp_path):
     assert curve.window(log, 100, "loss", 30) == pytest.approx(round((10 / 80 + 10 / 90 + 10 / 100) / 3, 4))
     assert curve.learning_rate(log, 1005) == pytest.approx(1e-3 * (1 - 1000 / 2000))
     assert curve.window(log, 5, "loss", 30) is None
+
+
+def test_training_script_refuses_a_final_stage_it_does_not_have(tmp_path):
+    import subprocess
+
+    script = BENCHMARKS.parent / "scripts" / "train_default_model.sh"
+    done = subprocess.run(["bash", str(script), "--v2", "--final-stage", "4", "--work", str(tmp_path / "w")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--final-stage must be 1, 2 or 3" in done.stderr
+    assert not (tmp_path / "w").exists()  # refused before anything was written
