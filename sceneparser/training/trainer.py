@@ -257,18 +257,14 @@ class SceneParserTrainer(Trainer):
             for part in ("vision", "merger"):
                 if base.get(part) is not None and base.get("llm"):
                     logs[f"learning_rate_{part}"] = logs["learning_rate"] * base[part] / base["llm"]
-        if self._attention_losses and "loss" in logs:
-            logs["attention_loss"] = round(sum(self._attention_losses) / len(self._attention_losses), 4)
-            self._attention_losses.clear()
-        if self._part_attention_losses and "loss" in logs:
-            logs["part_attention_loss"] = round(sum(self._part_attention_losses) / len(self._part_attention_losses), 4)
-            self._part_attention_losses.clear()
-        if self._token_class_losses and "loss" in logs:
-            logs["token_class_loss"] = round(sum(self._token_class_losses) / len(self._token_class_losses), 4)
-            self._token_class_losses.clear()
-        if self._token_box_losses and "loss" in logs:
-            logs["token_box_loss"] = round(sum(self._token_box_losses) / len(self._token_box_losses), 4)
-            self._token_box_losses.clear()
+        if "loss" in logs:  # the auxiliary losses, each as its mean since the last training log
+            for key, values in (("attention_loss", self._attention_losses),
+                                ("part_attention_loss", self._part_attention_losses),
+                                ("token_class_loss", self._token_class_losses),
+                                ("token_box_loss", self._token_box_losses)):
+                if values:
+                    logs[key] = round(sum(values) / len(values), 4)
+                    values.clear()
         return super().log(logs, *args, **kwargs)
 
     def _materialise_pixels(self, inputs) -> None:
